@@ -1,0 +1,165 @@
+"""The one recogniser interface every modality implements.
+
+A recogniser is built cheaply (no imports of TensorFlow/PyTorch), loads its model lazily
+and once per process on first use (after gunicorn forks), and answers ``predict(raw)`` with
+a :class:`Prediction`. ``predict_proba(batch)`` follows scikit-learn's shape for evaluation
+scripts and the fusion stacker: preprocessed inputs in, an ``(n, 7)`` array out.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from inference.errors import ModelUnavailable
+from inference.labels import EMOTIONS, NUM_EMOTIONS
+
+CARD_FILE = "card.json"
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One modality's answer: 7 probabilities in :data:`EMOTIONS` order plus context."""
+
+    modality: str
+    probabilities: tuple[float, ...]
+    model_name: str
+    model_version: str
+    latency_ms: float = 0.0
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        probs = np.asarray(self.probabilities, dtype=float)
+        if probs.shape != (NUM_EMOTIONS,) or not np.all(np.isfinite(probs)) or np.any(probs < 0):
+            raise ValueError(f"{self.modality}: expected {NUM_EMOTIONS} finite probabilities")
+        if not np.isclose(probs.sum(), 1.0, atol=1e-3):
+            raise ValueError(f"{self.modality}: probabilities sum to {probs.sum():.4f}, not 1")
+
+    @property
+    def label(self) -> str:
+        return EMOTIONS[int(np.argmax(self.probabilities))]
+
+    @property
+    def confidence(self) -> float:
+        return float(max(self.probabilities))
+
+    def probabilities_dict(self) -> dict[str, float]:
+        return {emotion: float(p) for emotion, p in zip(EMOTIONS, self.probabilities, strict=True)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "modality": self.modality,
+            "emotion": self.label,
+            "confidence": self.confidence,
+            "probabilities": self.probabilities_dict(),
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "latency_ms": round(self.latency_ms, 2),
+            "details": dict(self.details),
+        }
+
+
+def normalise_probabilities(probs: np.ndarray) -> tuple[float, ...]:
+    """Renormalise a float32 softmax row so it sums to 1 in float64."""
+    row = np.asarray(probs, dtype=np.float64).reshape(NUM_EMOTIONS)
+    row = np.clip(row, 0.0, None)
+    return tuple(float(p) for p in row / row.sum())
+
+
+class Recognizer(ABC):
+    """Base class: lazy, thread-safe, load-once model wrapper for one modality."""
+
+    modality: ClassVar[str]
+    #: Files (relative to ``model_dir``) that must exist for the model to be available.
+    required_files: ClassVar[tuple[str, ...]] = (CARD_FILE,)
+
+    def __init__(self, model_dir: str | Path) -> None:
+        self.model_dir = Path(model_dir)
+        self._lock = threading.Lock()
+        self._loaded = False
+        self._card: dict[str, Any] | None = None
+
+    # -- availability and loading -------------------------------------------------------
+    def is_available(self) -> bool:
+        """True when every required model file is present (cheap; loads nothing)."""
+        return all((self.model_dir / name).is_file() for name in self.required_files)
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._loaded
+
+    @property
+    def card(self) -> dict[str, Any]:
+        """The model card (``card.json``) written by the training script."""
+        if self._card is None:
+            path = self.model_dir / CARD_FILE
+            try:
+                self._card = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ModelUnavailable(f"The {self.modality} model card is missing or unreadable.") from exc
+        return self._card
+
+    @property
+    def model_name(self) -> str:
+        return str(self.card.get("model_name", f"{self.modality}-model"))
+
+    @property
+    def model_version(self) -> str:
+        return str(self.card.get("version", "unknown"))
+
+    def load(self) -> None:
+        """Load the model once; later calls are free. Raises :class:`ModelUnavailable`."""
+        if self._loaded:
+            return
+        with self._lock:
+            if self._loaded:
+                return
+            if not self.is_available():
+                missing = [n for n in self.required_files if not (self.model_dir / n).is_file()]
+                raise ModelUnavailable(
+                    f"The {self.modality} model is not installed (missing {', '.join(missing)} "
+                    f"in {self.model_dir.name}/); {self.modality} predictions are unavailable."
+                )
+            try:
+                self._load()
+            except ModelUnavailable:
+                raise
+            except Exception as exc:  # a broken file must not look like a client error
+                raise ModelUnavailable(f"The {self.modality} model failed to load: {exc}") from exc
+            self._loaded = True
+
+    @abstractmethod
+    def _load(self) -> None:
+        """Import the framework and read the weights (called once, under the lock)."""
+
+    # -- prediction ---------------------------------------------------------------------
+    @abstractmethod
+    def predict_proba(self, batch: np.ndarray) -> np.ndarray:
+        """Preprocessed inputs -> ``(n, 7)`` probabilities (scikit-learn's shape)."""
+
+    @abstractmethod
+    def _predict(self, raw: Any, **options: Any) -> tuple[np.ndarray, dict[str, Any]]:
+        """Raw input -> (7 probabilities, modality details). Raise ``EmotionAppError`` subclasses."""
+
+    def predict(self, raw: Any, **options: Any) -> Prediction:
+        """Preprocess, infer and describe one raw input (bytes for media, str for text)."""
+        self.load()
+        started = time.perf_counter()
+        probabilities, details = self._predict(raw, **options)
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        return Prediction(
+            modality=self.modality,
+            probabilities=normalise_probabilities(probabilities),
+            model_name=self.model_name,
+            model_version=self.model_version,
+            latency_ms=latency_ms,
+            details=details,
+        )
