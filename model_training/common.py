@@ -8,6 +8,7 @@ precision/recall/F1 and the confusion matrix, always over the 7 labels in EMOTIO
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import os
 import random
@@ -87,7 +88,7 @@ def expected_calibration_error(probabilities: np.ndarray, y_true: Sequence[int],
     correct = (probabilities.argmax(axis=1) == y_true).astype(float)
     edges = np.linspace(0.0, 1.0, bins + 1)
     ece = 0.0
-    for low, high in zip(edges[:-1], edges[1:], strict=True):
+    for low, high in itertools.pairwise(edges):
         in_bin = (confidence > low) & (confidence <= high)
         if in_bin.any():
             ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
@@ -186,7 +187,6 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
     )
     rows = ["| class | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
     for label, values in metrics["per_class"].items():
-        rows.append(
-            f"| {label} | {values['precision']:.3f} | {values['recall']:.3f} | {values['f1']:.3f} | {values['support']} |"
-        )
+        cells = [f"{values[key]:.3f}" for key in ("precision", "recall", "f1")]
+        rows.append(f"| {label} | {' | '.join(cells)} | {values['support']} |")
     return head + "\n\n" + "\n".join(rows)
