@@ -1,0 +1,134 @@
+"""Moodlens application factory. ``python app.py`` runs the development server.
+
+``create_app`` wires configuration, the database (migrated to head on start unless told
+otherwise), security extensions, structured logging, error handlers, the recogniser registry
+and the blueprints (api, health, pages). Nothing heavy is imported here: models load lazily
+in each worker on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, g, redirect, request, url_for
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from config import build_config, load_dotenv_file
+from database import session as db_session
+from inference.labels import MODALITIES
+from inference.registry import RecognizerRegistry
+from security import init_security, limiter, login_manager
+from services import accounts
+from services.analysis import REGISTRY_KEY
+from web.errors import json_error, register_error_handlers, wants_json
+from web.logs import configure_logging, init_request_logging
+
+log = logging.getLogger("moodlens.app")
+
+#: Where each modality's recogniser class lives (imported lazily, tolerated while missing).
+RECOGNIZER_CLASSES: dict[str, tuple[str, str]] = {
+    "face": ("inference.face", "FaceRecognizer"),
+    "speech": ("inference.speech", "SpeechRecognizer"),
+    "text": ("inference.text", "TextRecognizer"),
+}
+
+
+def build_registry(models_dir: str | Path) -> RecognizerRegistry:
+    """The bundled recognisers; a modality whose code or model is missing answers 503 later."""
+    try:
+        return RecognizerRegistry.from_models_dir(models_dir)
+    except ImportError:
+        pass
+    recognizers = {}
+    for modality in MODALITIES:
+        module_name, class_name = RECOGNIZER_CLASSES[modality]
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as exc:
+            log.warning("event=recognizer_missing modality=%s error=%r", modality, str(exc))
+            continue
+        recognizers[modality] = cls(Path(models_dir) / modality)
+    return RecognizerRegistry(recognizers)
+
+
+def create_app(config: Mapping[str, Any] | None = None, *, registry: RecognizerRegistry | None = None) -> Flask:
+    """Build the app. ``config`` overrides the environment; ``registry`` replaces the bundled models."""
+    load_dotenv_file()
+    env = dict(os.environ)
+    for key in ("APP_ENV", "INSTANCE_DIR", "SECRET_KEY"):  # these shape other defaults
+        if config and config.get(key):
+            env[key] = str(config[key])
+    settings = build_config(env)
+    settings.update(config or {})
+    if config and "MAX_UPLOAD_MB" in config and "MAX_CONTENT_LENGTH" not in config:
+        settings["MAX_CONTENT_LENGTH"] = int(float(config["MAX_UPLOAD_MB"]) * 1024 * 1024)
+    instance_dir = Path(settings["INSTANCE_DIR"])
+    app = Flask(__name__, instance_path=str(instance_dir), instance_relative_config=False)
+    app.config.update(settings)
+    if not settings.get("TESTING"):
+        configure_logging(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
+    if app.config.get("TRUST_PROXY"):
+        hops = int(app.config["TRUST_PROXY"])
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
+
+    # Database: migrate first so a fresh SQLite file or compose database is usable at once.
+    database = db_session.Database(app.config["DATABASE_URL"], echo=app.config.get("DATABASE_ECHO", False))
+    if app.config.get("AUTO_MIGRATE"):
+        from database.migrate import upgrade
+
+        upgrade(database.url)
+    db_session.init_app(app, database)
+
+    app.extensions[REGISTRY_KEY] = registry or build_registry(app.config["MODELS_DIR"])
+
+    init_request_logging(app)  # before security, so even CSRF/limit failures carry a request id
+    init_security(app)
+    _init_login(app)
+    register_error_handlers(app)
+    _register_blueprints(app)
+    return app
+
+
+def _init_login(app: Flask) -> None:
+    @login_manager.user_loader
+    def _load_user(user_id: str) -> Any:
+        return accounts.get_user(db_session.get_session(), user_id)
+
+    @login_manager.unauthorized_handler
+    def _unauthorized() -> Any:
+        if wants_json() or "pages.login" not in app.view_functions:
+            return json_error(401, "unauthorized", "Log in first, or send 'Authorization: Bearer <token>'.")
+        return redirect(url_for("pages.login", next=request.full_path.rstrip("?")))
+
+    @app.context_processor
+    def _inject_request_id() -> dict[str, Any]:
+        return {"request_id": g.get("request_id", "")}
+
+
+def _register_blueprints(app: Flask) -> None:
+    from web import api, health
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp)
+    limiter.exempt(health.bp)  # probes from orchestrators must never be throttled
+    try:
+        from web import pages
+    except ImportError as exc:  # the HTML side is optional for API-only deployments
+        log.warning("event=pages_unavailable error=%r", str(exc))
+        return
+    app.register_blueprint(pages.bp)
+    login_manager.login_view = "pages.login"
+
+
+if __name__ == "__main__":
+    application = create_app()
+    application.run(
+        host=os.environ.get("HOST", "127.0.0.1"),
+        port=int(os.environ.get("PORT", "5000")),
+        debug=application.config["APP_ENV"] == "development" and os.environ.get("FLASK_DEBUG") == "1",
+    )

@@ -1,0 +1,157 @@
+"""Configuration from the environment (and a ``.env`` file), so one image runs anywhere.
+
+Every setting has a safe development default except ``SECRET_KEY`` in production, which
+must be given: a generated key would log everybody out on each restart and differ between
+gunicorn workers. ``.env.example`` documents every variable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent
+DEFAULT_INSTANCE_DIR = REPO_ROOT / "instance"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class ConfigError(RuntimeError):
+    """The environment is missing or has an invalid setting; the app must not start."""
+
+
+def _env_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be true or false, not {raw!r}")
+
+
+def _env_number(env: Mapping[str, str], name: str, default: float, cast: type = int) -> Any:
+    raw = env.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = cast(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, not {raw!r}")
+    return value
+
+
+def _env_count(env: Mapping[str, str], name: str) -> int:
+    raw = (env.get(name) or "0").strip()
+    if not raw.isdigit():
+        raise ConfigError(f"{name} must be a whole number >= 0, not {raw!r}")
+    return int(raw)
+
+
+def load_dotenv_file(path: Path | None = None) -> None:
+    """Read ``.env`` beside the code into ``os.environ`` without overriding real variables."""
+    try:
+        from dotenv import load_dotenv
+    except ImportError:  # pragma: no cover - python-dotenv is a requirement
+        return
+    load_dotenv(path or REPO_ROOT / ".env", override=False)
+
+
+def development_secret_key(instance_dir: Path) -> str:
+    """A random key generated once and kept in ``instance/secret_key`` (development only)."""
+    instance_dir.mkdir(parents=True, exist_ok=True)
+    key_file = instance_dir / "secret_key"
+    if key_file.is_file():
+        key = key_file.read_text(encoding="utf-8").strip()
+        if key:
+            return key
+    key = secrets.token_hex(32)
+    key_file.write_text(key + "\n", encoding="utf-8")
+    key_file.chmod(0o600)
+    return key
+
+
+def default_database_url(instance_dir: Path) -> str:
+    """SQLite file in the instance folder, as an absolute path so the working directory does not matter."""
+    return f"sqlite:///{(instance_dir / 'moodlens.db').resolve()}"
+
+
+def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The Flask config for this environment. Raises :class:`ConfigError` on bad settings."""
+    env = os.environ if env is None else env
+    app_env = env.get("APP_ENV", "development").strip().lower() or "development"
+    if app_env not in {"development", "production", "testing"}:
+        raise ConfigError(f"APP_ENV must be development, production or testing, not {app_env!r}")
+    production = app_env == "production"
+    instance_dir = Path(env.get("INSTANCE_DIR") or DEFAULT_INSTANCE_DIR).resolve()
+
+    secret_key = env.get("SECRET_KEY", "").strip()
+    if not secret_key:
+        if production:
+            raise ConfigError("SECRET_KEY must be set when APP_ENV=production (e.g. `openssl rand -hex 32`).")
+        secret_key = development_secret_key(instance_dir)
+    elif production and len(secret_key) < 32:
+        raise ConfigError("SECRET_KEY must be at least 32 characters long in production.")
+
+    models_dir = Path(env.get("MODELS_DIR") or REPO_ROOT / "models")
+    if not models_dir.is_absolute():
+        models_dir = (REPO_ROOT / models_dir).resolve()
+
+    max_upload_mb = _env_number(env, "MAX_UPLOAD_MB", 20, float)
+    secure_cookies = _env_bool(env, "SESSION_COOKIE_SECURE", production)
+    return {
+        "APP_ENV": app_env,
+        "TESTING": app_env == "testing",
+        "SECRET_KEY": secret_key,
+        "INSTANCE_DIR": str(instance_dir),
+        "DATABASE_URL": env.get("DATABASE_URL", "").strip() or default_database_url(instance_dir),
+        "DATABASE_ECHO": _env_bool(env, "DATABASE_ECHO", False),
+        # Run `alembic upgrade head` when the app starts (SQLite development and compose).
+        "AUTO_MIGRATE": _env_bool(env, "AUTO_MIGRATE", True),
+        "MODELS_DIR": str(models_dir),
+        "LOG_LEVEL": env.get("LOG_LEVEL", "INFO").strip().upper() or "INFO",
+        "LOG_FORMAT": env.get("LOG_FORMAT", "keyvalue").strip().lower() or "keyvalue",
+        # Uploads and input limits
+        "MAX_UPLOAD_MB": max_upload_mb,
+        "MAX_CONTENT_LENGTH": int(max_upload_mb * 1024 * 1024),
+        "MAX_AUDIO_SECONDS": _env_number(env, "MAX_AUDIO_SECONDS", 60, float),
+        "MAX_TEXT_CHARS": _env_number(env, "MAX_TEXT_CHARS", 5000, int),
+        "MAX_IMAGE_PIXELS": _env_number(env, "MAX_IMAGE_PIXELS", 40_000_000, int),
+        "KEEP_UPLOADS": _env_bool(env, "KEEP_UPLOADS", False),
+        "UPLOADS_DIR": str(Path(env.get("UPLOADS_DIR") or instance_dir / "uploads")),
+        # Security
+        "BCRYPT_ROUNDS": _env_number(env, "BCRYPT_ROUNDS", 12, int),
+        "SESSION_COOKIE_SECURE": secure_cookies,
+        "REMEMBER_COOKIE_SECURE": secure_cookies,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        "PERMANENT_SESSION_LIFETIME": _env_number(env, "SESSION_LIFETIME_HOURS", 12, int) * 3600,
+        "FORCE_HTTPS": _env_bool(env, "FORCE_HTTPS", False),
+        # Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
+        "TRUST_PROXY": _env_count(env, "TRUST_PROXY"),
+        "WTF_CSRF_ENABLED": _env_bool(env, "WTF_CSRF_ENABLED", True),
+        "WTF_CSRF_TIME_LIMIT": None,  # valid for the session's lifetime; pages stay open for hours
+        "WTF_CSRF_SSL_STRICT": _env_bool(env, "WTF_CSRF_SSL_STRICT", production),
+        # Rate limits (Flask-Limiter syntax)
+        "RATELIMIT_ENABLED": _env_bool(env, "RATELIMIT_ENABLED", True),
+        "RATELIMIT_STORAGE_URI": env.get("RATELIMIT_STORAGE_URI", "memory://").strip() or "memory://",
+        "RATELIMIT_DEFAULT": env.get("RATELIMIT_DEFAULT", "300 per minute"),
+        "RATELIMIT_LOGIN": env.get("RATELIMIT_LOGIN", "10 per minute;50 per hour"),
+        "RATELIMIT_REGISTER": env.get("RATELIMIT_REGISTER", "5 per minute;30 per hour"),
+        "RATELIMIT_PREDICT": env.get("RATELIMIT_PREDICT", "30 per minute;500 per hour"),
+        "RATELIMIT_HEADERS_ENABLED": True,
+        # Per-account login throttling: this many failures within the window lock the account for the window.
+        "LOGIN_MAX_FAILURES": _env_number(env, "LOGIN_MAX_FAILURES", 5, int),
+        "LOGIN_LOCK_SECONDS": _env_number(env, "LOGIN_LOCK_SECONDS", 900, int),
+        "JSON_SORT_KEYS": False,
+    }

@@ -1,0 +1,222 @@
+"""SQLAlchemy 2.0 typed models: users, API tokens, predictions and one row per modality.
+
+Portable between SQLite and MySQL/MariaDB: explicit string lengths, utf8mb4 tables so emoji
+in texts survive, JSON stored as text (both backends accept it and Alembic compares it
+cleanly), microsecond timestamps on MySQL so "newest first" is stable. Times are naive UTC.
+The indices serve the hot paths for a user with 100k predictions: history pages and date
+filters (user_id, created_at), emotion filters and statistics (user_id, emotion, created_at),
+and the per-prediction modality rows (prediction_id, modality).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from sqlalchemy import (
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from inference.labels import EMOTIONS
+
+#: Table options every table gets on MySQL/MariaDB (ignored by SQLite).
+MYSQL_TABLE_ARGS: dict[str, str] = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_unicode_ci",
+}
+
+#: Column names of the seven probabilities, in EMOTIONS order.
+PROBABILITY_COLUMNS: tuple[str, ...] = tuple(f"p_{emotion}" for emotion in EMOTIONS)
+
+KINDS: tuple[str, ...] = ("text", "image", "speech", "multimodal")
+STATUS_USED = "used"
+STATUS_DROPPED = "dropped"
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC now: DATETIME columns on MySQL carry no zone, so we store UTC everywhere."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+#: Microsecond precision on MySQL (default DATETIME drops fractions, making ordering ambiguous).
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+class JSONText(TypeDecorator[Any]):
+    """JSON serialised into a TEXT column (MEDIUMTEXT on MySQL): portable and compact."""
+
+    impl = Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        if dialect.name in {"mysql", "mariadb"}:
+            return dialect.type_descriptor(mysql.MEDIUMTEXT())
+        return dialect.type_descriptor(Text())
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        if value is None:
+            return None
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        if value is None:
+            return None
+        return json.loads(value)
+
+
+__all__ = ["ApiToken", "Base", "ModalityResult", "Prediction", "User"]
+
+
+class Base(DeclarativeBase):
+    """Declarative base shared by every model and by Alembic's autogenerate."""
+
+    # Named unique constraints, identical to the migrations, so autogenerate sees no difference.
+    metadata = MetaData(naming_convention={"uq": "uq_%(table_name)s_%(column_0_name)s"})
+
+
+class ProbabilityColumns:
+    """The seven probability columns (one float per emotion, EMOTIONS order)."""
+
+    p_angry: Mapped[float] = mapped_column(Double, nullable=False, default=0.0)
+    p_disgust: Mapped[float] = mapped_column(Double, nullable=False, default=0.0)
+    p_fear: Mapped[float] = mapped_column(Double, nullable=False, default=0.0)
+    p_happy: Mapped[float] = mapped_column(Double, nullable=False, default=0.0)
+    p_neutral: Mapped[float] = mapped_column(Double, nullable=False, default=0.0)
+    p_sad: Mapped[float] = mapped_column(Double, nullable=False, default=0.0)
+    p_surprise: Mapped[float] = mapped_column(Double, nullable=False, default=0.0)
+
+    @property
+    def probabilities(self) -> dict[str, float]:
+        return {emotion: float(getattr(self, f"p_{emotion}") or 0.0) for emotion in EMOTIONS}
+
+    def set_probabilities(self, probabilities: dict[str, float] | None) -> None:
+        probabilities = probabilities or {}
+        for emotion in EMOTIONS:
+            setattr(self, f"p_{emotion}", float(probabilities.get(emotion, 0.0)))
+
+
+class User(Base):
+    """An account. ``consent_given_at`` records consent to face/voice processing (None = not given)."""
+
+    __tablename__ = "users"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), nullable=False, unique=True)
+    password_hash: Mapped[str] = mapped_column(String(128), nullable=False)
+    display_name: Mapped[str] = mapped_column(String(100), nullable=False, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, nullable=False, default=utcnow)
+    consent_given_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_failed_login_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
+    last_login_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
+
+    tokens: Mapped[list[ApiToken]] = relationship(
+        back_populates="user", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    # Flask-Login protocol (kept here so the model needs no Flask import).
+    is_active = True
+    is_anonymous = False
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+    @property
+    def has_consent(self) -> bool:
+        return self.consent_given_at is not None
+
+
+class ApiToken(Base):
+    """A personal API token; only its SHA-256 digest is stored, the prefix is for display."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (
+        Index("ix_api_tokens_user_id", "user_id"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    name: Mapped[str] = mapped_column(String(100), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    prefix: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, nullable=False, default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class Prediction(ProbabilityColumns, Base):
+    """One analysis request's final answer (single modality or fused)."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (
+        Index("ix_predictions_user_created", "user_id", "created_at"),
+        Index("ix_predictions_user_emotion_created", "user_id", "emotion", "created_at"),
+        Index("ix_predictions_user_kind_created", "user_id", "kind", "created_at"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, nullable=False, default=utcnow)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    emotion: Mapped[str] = mapped_column(String(16), nullable=False)
+    confidence: Mapped[float] = mapped_column(Double, nullable=False)
+    fusion_strategy: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    fusion_weights: Mapped[Any | None] = mapped_column(JSONText, nullable=True)
+    fusion_explanation: Mapped[Any | None] = mapped_column(JSONText, nullable=True)
+    input_summary: Mapped[Any | None] = mapped_column(JSONText, nullable=True)
+
+    modality_results: Mapped[list[ModalityResult]] = relationship(
+        back_populates="prediction",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        order_by="ModalityResult.id",
+    )
+
+
+class ModalityResult(ProbabilityColumns, Base):
+    """One modality's part in a prediction: used (with its answer) or dropped (with the reason)."""
+
+    __tablename__ = "modality_results"
+    __table_args__ = (
+        Index("ix_modality_results_prediction_modality", "prediction_id", "modality"),
+        Index("ix_modality_results_modality_status_prediction", "modality", "status", "prediction_id"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prediction_id: Mapped[int] = mapped_column(ForeignKey("predictions.id", ondelete="CASCADE"), nullable=False)
+    modality: Mapped[str] = mapped_column(String(16), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    emotion: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    confidence: Mapped[float | None] = mapped_column(Double, nullable=True)
+    model_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    model_version: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    latency_ms: Mapped[float | None] = mapped_column(Double, nullable=True)
+    details: Mapped[Any | None] = mapped_column(JSONText, nullable=True)
+    input_summary: Mapped[Any | None] = mapped_column(JSONText, nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(String(500), nullable=True)
+
+    prediction: Mapped[Prediction] = relationship(back_populates="modality_results")

@@ -1,0 +1,40 @@
+"""gunicorn settings for production (``gunicorn -c gunicorn_config.py wsgi:app``).
+
+``preload_app`` stays False: each worker imports the app after the fork, so TensorFlow and
+PyTorch initialise inside the worker (they are not fork-safe) and each worker loads the
+models lazily on first use. Migrations run once in the master before workers start, so
+workers never race each other on ``alembic upgrade``.
+"""
+
+from __future__ import annotations
+
+import os
+
+bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+preload_app = False
+# The first request of a worker may load three models; allow for it.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
+graceful_timeout = 30
+keepalive = 5
+# Uploads can be up to MAX_UPLOAD_MB; request lines and headers stay small.
+limit_request_line = 8190
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+accesslog = None  # the app writes one structured line per request itself
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+
+def on_starting(server: object) -> None:
+    """Migrate once in the master, then tell the workers not to."""
+    from config import build_config, load_dotenv_file
+
+    load_dotenv_file()
+    settings = build_config()
+    if settings["AUTO_MIGRATE"]:
+        from database.migrate import upgrade
+
+        upgrade(settings["DATABASE_URL"])
+    os.environ["AUTO_MIGRATE"] = "false"

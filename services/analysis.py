@@ -1,0 +1,192 @@
+"""Run the multimodal predictor on a user's inputs and store what it answered.
+
+Routes call :func:`analyse`; it checks consent, runs the predictor (single-modality calls for
+one input, fusion for the multimodal endpoint) and persists the result with the input
+summaries. Raw bytes live only in memory here; nothing is written to disk unless
+KEEP_UPLOADS is on. Model errors propagate as ``EmotionAppError`` (4xx/503) — we never store
+or invent a prediction for a failed analysis.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy.orm import Session
+
+from database.models import Prediction, User, utcnow
+from inference.errors import EmotionAppError, InvalidInput, ModelUnavailable
+from inference.registry import RecognizerRegistry
+from services.predictions import store_prediction
+
+log = logging.getLogger(__name__)
+
+PREDICTOR_KEY = "moodlens_predictor"
+REGISTRY_KEY = "moodlens_registry"
+_predictor_lock = threading.Lock()
+
+
+class ConsentRequired(EmotionAppError):
+    """Face and voice analysis need the user's recorded consent (EU AI Act, Art. 5(1)(f))."""
+
+    status = 403
+    code = "consent_required"
+
+
+@dataclass
+class MediaInput:
+    """One uploaded file held in memory with its summary (name, sniffed type, size, duration)."""
+
+    data: bytes
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def get_registry(app: Flask) -> RecognizerRegistry:
+    return app.extensions[REGISTRY_KEY]
+
+
+def get_predictor(app: Flask) -> Any:
+    """The app's MultimodalEmotionPredictor, built on first use (models still load lazily)."""
+    predictor = app.extensions.get(PREDICTOR_KEY)
+    if predictor is not None:
+        return predictor
+    with _predictor_lock:
+        predictor = app.extensions.get(PREDICTOR_KEY)
+        if predictor is None:
+            try:
+                from inference.fusion import FusionEngine
+                from inference.predictor import MultimodalEmotionPredictor
+            except ImportError as exc:
+                log.error("event=predictor_import_failed error=%r", str(exc))
+                raise ModelUnavailable("The emotion predictor is not installed; predictions are unavailable.") from exc
+            fusion = FusionEngine.from_models_dir(app.config["MODELS_DIR"])
+            predictor = MultimodalEmotionPredictor(get_registry(app), fusion)
+            app.extensions[PREDICTOR_KEY] = predictor
+    return predictor
+
+
+#: Config limits handed to each recogniser (the names its ``_predict`` takes), so the models
+#: enforce the same limits as the upload checks, also for formats only they can decode.
+LIMIT_OPTIONS: dict[str, tuple[tuple[str, str, type], ...]] = {
+    "face": (("max_pixels", "MAX_IMAGE_PIXELS", int),),
+    "speech": (("max_seconds", "MAX_AUDIO_SECONDS", float),),
+    "text": (("max_chars", "MAX_TEXT_CHARS", int),),
+}
+
+
+def recognizer_options(app: Flask, modality: str) -> dict[str, Any]:
+    """The configured limits the modality's recogniser accepts (unknown names are left out)."""
+    try:
+        recognizer = get_registry(app).get(modality)
+    except EmotionAppError:
+        return {}  # the predictor raises the proper 503 itself
+    try:
+        parameters = inspect.signature(recognizer._predict).parameters
+    except (TypeError, ValueError):
+        return {}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    options = {}
+    for name, key, cast in LIMIT_OPTIONS.get(modality, ()):
+        if (takes_any or name in parameters) and app.config.get(key) is not None:
+            options[name] = cast(app.config[key])
+    return options
+
+
+def require_consent(user: User, *, image: bool, audio: bool) -> None:
+    if (image or audio) and user.consent_given_at is None:
+        what = " and ".join(x for x, given in (("face", image), ("voice", audio)) if given)
+        raise ConsentRequired(
+            f"Analysing your {what} needs your consent first. Give it on your profile page or with "
+            'PUT /api/user/consent {"consent": true}; text analysis works without it.'
+        )
+
+
+def _keep_upload(app: Flask, user: User, name: str, media: MediaInput) -> None:
+    """Write a raw upload to UPLOADS_DIR (only when KEEP_UPLOADS is explicitly enabled)."""
+    folder = Path(app.config["UPLOADS_DIR"]) / str(user.id)
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
+    (folder / f"{stamp}-{name}").write_bytes(media.data)
+
+
+def analyse(
+    app: Flask,
+    session: Session,
+    user: User,
+    *,
+    kind: str,
+    image: MediaInput | None = None,
+    audio: MediaInput | None = None,
+    text: str | None = None,
+    text_summary: Mapping[str, Any] | None = None,
+    strategy: str | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> Prediction:
+    """Predict and store. ``kind`` is text/image/speech (one input) or multimodal (fusion)."""
+    require_consent(user, image=image is not None, audio=audio is not None)
+    predictor = get_predictor(app)
+    summaries: dict[str, dict[str, Any]] = {}
+    if image is not None:
+        summaries["face"] = dict(image.summary)
+    if audio is not None:
+        summaries["speech"] = dict(audio.summary)
+    if text is not None:
+        summaries["text"] = dict(text_summary or {"text": text, "characters": len(text)})
+
+    if kind == "text":
+        if text is None:
+            raise InvalidInput("A text is required.", code="missing_text")
+        result = predictor.predict_from_text(text, **recognizer_options(app, "text"))
+    elif kind == "image":
+        if image is None:
+            raise InvalidInput("An image is required.", code="missing_image")
+        result = predictor.predict_from_image(image.data, **recognizer_options(app, "face"))
+    elif kind == "speech":
+        if audio is None:
+            raise InvalidInput("An audio recording is required.", code="missing_audio")
+        result = predictor.predict_from_audio(audio.data, **recognizer_options(app, "speech"))
+    elif kind == "multimodal":
+        if image is None and audio is None and text is None:
+            raise InvalidInput("Send at least one of image, audio or text.", code="no_input")
+        kwargs: dict[str, Any] = {
+            "image": image.data if image is not None else None,
+            "audio": audio.data if audio is not None else None,
+            "text": text,
+        }
+        if strategy is not None:
+            kwargs["strategy"] = strategy
+        if weights is not None:
+            kwargs["weights"] = dict(weights)
+        given = [m for m, value in (("face", image), ("speech", audio), ("text", text)) if value is not None]
+        kwargs["options"] = {m: recognizer_options(app, m) for m in given}
+        result = predictor.predict_multimodal(**kwargs)
+    else:  # pragma: no cover - routes pass known kinds
+        raise ValueError(kind)
+
+    speech = (result.get("individual_results") or {}).get("speech")
+    if speech and "speech" in summaries:
+        duration = (speech.get("details") or {}).get("duration_seconds")
+        if isinstance(duration, int | float):
+            summaries["speech"]["duration_seconds"] = round(float(duration), 3)
+
+    if app.config.get("KEEP_UPLOADS"):
+        for name, media in (("image", image), ("audio", audio)):
+            if media is not None:
+                _keep_upload(app, user, f"{name}-{media.summary.get('file_name') or name}", media)
+
+    prediction = store_prediction(session, user.id, kind, result, summaries)
+    log.info(
+        "event=prediction_stored prediction_id=%s user_id=%s kind=%s emotion=%s modalities=%s",
+        prediction.id,
+        user.id,
+        kind,
+        prediction.emotion,
+        ",".join(result.get("modalities_used") or []),
+    )
+    return prediction

@@ -1,0 +1,113 @@
+"""End to end through the API with the REAL bundled models (skipped while a model is missing).
+
+These run the recognisers trained by model_training/ from models/<modality>/, so they check
+the whole chain: upload -> preprocessing -> model -> fusion -> database -> JSON.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inference.registry import RecognizerRegistry
+from tests.conftest import Api
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+FACE_PHOTO = FIXTURES / "e2e" / "face_happy.png"
+SPEECH_WAV = FIXTURES / "e2e" / "speech_happy.wav"
+
+pytestmark = pytest.mark.slow
+
+
+def needs_model(modality: str) -> pytest.MarkDecorator:
+    card = MODELS / modality / "card.json"
+    return pytest.mark.skipif(
+        not card.is_file(), reason=f"the {modality} model is not bundled yet ({card.name} missing)"
+    )
+
+
+def needs_fixture(path: Path) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(not path.is_file(), reason=f"fixture {path.relative_to(FIXTURES)} is missing")
+
+
+@pytest.fixture(scope="module")
+def real_registry() -> RecognizerRegistry:
+    from app import build_registry
+
+    return build_registry(MODELS)
+
+
+@pytest.fixture
+def real_api(app_factory: Any, real_registry: RecognizerRegistry) -> Api:
+    api = Api(app_factory({"MODELS_DIR": str(MODELS)}, registry_override=real_registry).test_client())
+    assert api.register().status_code == 201
+    assert api.give_consent().status_code == 200
+    return api
+
+
+@needs_model("text")
+def test_a_happy_sentence_is_stored_as_happy(real_api: Api) -> None:
+    response = real_api.post("/api/predict/text", json={"text": "I am so happy today, this is wonderful!"})
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    assert body["emotion"] == "happy"
+    [text] = body["modalities"]
+    assert text["model_name"] and text["model_version"]
+    stored = real_api.get(f"/api/predictions/{body['id']}").get_json()
+    assert stored["emotion"] == "happy" and stored["modalities"][0]["input_summary"]["text"].startswith("I am so")
+
+
+@needs_model("face")
+@needs_fixture(FACE_PHOTO)
+def test_a_face_photo_returns_face_boxes(real_api: Api) -> None:
+    response = real_api.post(
+        "/api/predict/image",
+        data={"image": (io.BytesIO(FACE_PHOTO.read_bytes()), FACE_PHOTO.name)},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 201, response.get_json()
+    [face] = response.get_json()["modalities"]
+    box = face["details"]["faces"][0]["box"]
+    assert len(box) == 4 and box[2] > 0 and box[3] > 0
+    assert face["details"]["image"]["width"] > 0
+
+
+@needs_model("speech")
+@needs_fixture(SPEECH_WAV)
+def test_a_wav_recording_returns_an_attention_curve(real_api: Api) -> None:
+    response = real_api.post(
+        "/api/predict/speech",
+        data={"audio": (io.BytesIO(SPEECH_WAV.read_bytes()), SPEECH_WAV.name)},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 201, response.get_json()
+    [speech] = response.get_json()["modalities"]
+    attention = speech["details"]["attention"]
+    assert 0 < len(attention) <= 200 and {"time", "weight"} <= set(attention[0])
+    assert speech["input_summary"]["duration_seconds"] > 0
+
+
+@needs_model("face")
+@needs_model("speech")
+@needs_model("text")
+@needs_fixture(FACE_PHOTO)
+@needs_fixture(SPEECH_WAV)
+def test_all_three_real_models_fuse_into_one_stored_prediction(real_api: Api) -> None:
+    response = real_api.post(
+        "/api/predict/multimodal",
+        data={
+            "image": (io.BytesIO(FACE_PHOTO.read_bytes()), FACE_PHOTO.name),
+            "audio": (io.BytesIO(SPEECH_WAV.read_bytes()), SPEECH_WAV.name),
+            "text": "I am so happy today, this is wonderful!",
+        },
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    assert body["kind"] == "multimodal" and body["fusion"]["strategy"]
+    assert {m["modality"] for m in body["modalities"]} == {"face", "speech", "text"}

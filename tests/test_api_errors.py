@@ -1,0 +1,106 @@
+"""The error contract: JSON errors for every failure, request ids, probes and the OpenAPI document."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from flask import Flask
+
+from tests.conftest import Api, assert_error
+
+
+def test_an_unknown_api_route_answers_404_json(api: Api) -> None:
+    assert_error(api.get("/api/does-not-exist"), 404, "not_found")
+
+
+def test_a_wrong_method_answers_405_json_with_allow(api: Api) -> None:
+    response = api.client.get("/api/predict/text")
+    assert_error(response, 405, "method_not_allowed")
+    assert "POST" in response.headers["Allow"]
+
+
+def test_an_unknown_page_prefers_json_when_the_client_asks_for_it(api: Api) -> None:
+    response = api.client.get("/no/such/page", headers={"Accept": "application/json"})
+    assert_error(response, 404, "not_found")
+
+
+def test_an_unknown_page_gets_an_html_error_page(api: Api) -> None:
+    response = api.client.get("/no/such/page", headers={"Accept": "text/html"})
+    assert response.status_code == 404
+    assert response.mimetype in {"text/html", "text/plain"}
+
+
+def test_an_unexpected_exception_is_a_generic_500_json_without_a_traceback(app: Flask, caplog: Any) -> None:
+    @app.get("/api/boom")
+    def boom() -> None:
+        raise RuntimeError("secret internal detail")
+
+    response = app.test_client().get("/api/boom", headers={"X-Request-ID": "req-123"})
+    error = assert_error(response, 500, "internal_error")
+    assert "secret internal detail" not in response.get_data(as_text=True)
+    assert "Traceback" not in response.get_data(as_text=True)
+    assert "req-123" in error["message"]
+    assert response.headers["X-Request-ID"] == "req-123"
+    assert any("secret internal detail" in (r.exc_text or str(r.exc_info)) for r in caplog.records if r.exc_info)
+
+
+def test_every_response_carries_a_request_id(api: Api) -> None:
+    generated = api.get("/healthz").headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", generated)
+    assert api.get("/healthz", headers={"X-Request-ID": "abc-1"}).headers["X-Request-ID"] == "abc-1"
+    forged = api.get("/healthz", headers={"X-Request-ID": "bad id with spaces and <script>"}).headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", forged)
+
+
+def test_healthz_answers_without_touching_the_database(api: Api) -> None:
+    assert api.get("/healthz").get_json() == {"status": "ok"}
+
+
+def test_readyz_reports_the_database_and_each_modality(api: Api) -> None:
+    body = api.get("/readyz").get_json()
+    assert body["status"] == "ready" and body["database"]["ok"] is True
+    assert body["models"]["text"]["available"] is True and body["models"]["text"]["model_name"] == "test-text"
+    assert sorted(body["available_modalities"]) == ["face", "speech", "text"]
+    loaded = api.get("/readyz?load=1").get_json()
+    assert all(loaded["models"][m]["loaded"] for m in ("face", "speech", "text"))
+
+
+def test_readyz_answers_503_when_the_database_is_unreachable(app_factory: Any) -> None:
+    app = app_factory({"DATABASE_URL": "mysql+pymysql://nobody:wrong@127.0.0.1:1/none"})
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["database"]["ok"] is False
+
+
+def test_the_models_endpoint_lists_modalities_and_fusion_strategies(api: Api) -> None:
+    body = api.get("/api/models").get_json()
+    assert body["modalities"]["face"]["model_version"] == "0.0-test"
+    assert "calibrated" in body["fusion"]["strategies"]
+    assert body["emotions"][0] == "angry"
+
+
+def test_the_openapi_document_describes_every_api_route(app: Flask, api: Api) -> None:
+    spec = api.get("/api/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.1")
+    documented = {(path, method.upper()) for path, operations in spec["paths"].items() for method in operations}
+    for rule in app.url_map.iter_rules():
+        if not (rule.rule.startswith("/api") or rule.rule in {"/healthz", "/readyz"}):
+            continue
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            assert (path, method) in documented, f"{method} {path} is missing from web/openapi.py"
+    for path, operations in spec["paths"].items():
+        for operation in operations.values():
+            assert operation["responses"], path
+
+
+def test_log_lines_are_key_value_and_carry_the_request_id() -> None:
+    import logging
+
+    from web.logs import KeyValueFormatter
+
+    record = logging.LogRecord("moodlens.access", logging.INFO, __file__, 1, "event=request status=%s", (200,), None)
+    record.request_id = "abc"
+    line = KeyValueFormatter().format(record)
+    assert re.match(r"ts=\S+Z level=info logger=moodlens.access request_id=abc event=request status=200$", line)

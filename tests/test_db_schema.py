@@ -1,0 +1,150 @@
+"""The schema: migrations from empty to head on both backends, model parity, emoji, cascades, indices."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import delete, func, inspect, select
+
+from database.migrate import downgrade, upgrade
+from database.models import Base, ModalityResult, Prediction, User, utcnow
+from database.session import Database, make_engine
+from services.predictions import store_prediction
+from tests.conftest import drop_everything
+
+TABLES = {"users", "api_tokens", "predictions", "modality_results"}
+
+
+def test_migrations_build_the_schema_from_an_empty_database_and_match_the_models(database_url: str) -> None:
+    drop_everything(database_url)
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            assert not TABLES & set(inspect(connection).get_table_names())
+        upgrade(database_url)
+        with engine.connect() as connection:
+            assert set(inspect(connection).get_table_names()) >= TABLES
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert context.get_current_revision() is not None
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_migrations_downgrade_to_empty_and_upgrade_again(database_url: str) -> None:
+    downgrade(database_url, "base")
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            assert not TABLES & set(inspect(connection).get_table_names())
+    finally:
+        engine.dispose()
+    upgrade(database_url)
+    upgrade(database_url)  # idempotent at head
+
+
+def test_the_indices_for_history_statistics_and_export_exist(database_url: str) -> None:
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            inspector = inspect(connection)
+            prediction_indices = {tuple(i["column_names"]) for i in inspector.get_indexes("predictions")}
+            result_indices = {tuple(i["column_names"]) for i in inspector.get_indexes("modality_results")}
+    finally:
+        engine.dispose()
+    assert ("user_id", "created_at") in prediction_indices
+    assert ("user_id", "emotion", "created_at") in prediction_indices
+    assert ("prediction_id", "modality") in result_indices
+    assert ("modality", "status", "prediction_id") in result_indices
+
+
+def _user(session: object, email: str = "ada@example.com") -> User:
+    user = User(email=email, password_hash="x", display_name="Ada 👩‍🔬", created_at=utcnow(), failed_logins=0)
+    session.add(user)  # type: ignore[attr-defined]
+    session.commit()  # type: ignore[attr-defined]
+    return user
+
+
+def _result(text_emotion: str = "happy") -> dict:
+    probs = {"angry": 0.0, "disgust": 0.0, "fear": 0.0, "happy": 0.0, "neutral": 0.0, "sad": 0.0, "surprise": 0.0}
+    probs[text_emotion] = 1.0
+    return {
+        "emotion": text_emotion,
+        "confidence": 1.0,
+        "probabilities": probs,
+        "individual_results": {
+            "text": {
+                "emotion": text_emotion,
+                "confidence": 1.0,
+                "probabilities": probs,
+                "model_name": "m",
+                "model_version": "1",
+                "latency_ms": 1.0,
+                "details": {},
+            }
+        },
+        "dropped": {"face": {"code": "no_face_detected", "message": "No face 🙈"}},
+        "fusion": {"strategy": "calibrated", "weights": {"text": 1.0}, "explanation": {"note": "ünïcödé"}},
+    }
+
+
+def test_emoji_and_accents_survive_a_round_trip(clean_database_url: str) -> None:
+    database = Database(clean_database_url)
+    text = "Ich bin so glücklich 😀🎉 — 你好"
+    try:
+        with database.session() as session:
+            user = _user(session)
+            stored = store_prediction(session, user.id, "multimodal", _result(), {"text": {"text": text}})
+            prediction_id = stored.id
+        with database.session() as session:
+            prediction = session.get(Prediction, prediction_id)
+            assert prediction.input_summary["text"]["text"] == text
+            assert prediction.fusion_explanation == {"note": "ünïcödé"}
+            assert session.scalar(select(User.display_name)) == "Ada 👩‍🔬"
+            dropped = session.scalar(select(ModalityResult).where(ModalityResult.status == "dropped"))
+            assert dropped.error_message == "No face 🙈"
+    finally:
+        database.dispose()
+
+
+def test_deleting_a_user_in_the_database_cascades_to_predictions_and_results(clean_database_url: str) -> None:
+    database = Database(clean_database_url)
+    try:
+        with database.session() as session:
+            user = _user(session)
+            store_prediction(session, user.id, "text", _result())
+            session.execute(delete(User).where(User.id == user.id))
+            session.commit()
+            assert session.scalar(select(func.count()).select_from(Prediction)) == 0
+            assert session.scalar(select(func.count()).select_from(ModalityResult)) == 0
+    finally:
+        database.dispose()
+
+
+def test_timestamps_keep_microseconds_so_newest_first_is_stable(clean_database_url: str) -> None:
+    database = Database(clean_database_url)
+    moment = dt.datetime(2026, 3, 1, 12, 0, 0, 123456)
+    try:
+        with database.session() as session:
+            user = _user(session)
+            stored = store_prediction(session, user.id, "text", _result(), created_at=moment)
+            session.expire_all()
+            assert session.get(Prediction, stored.id).created_at == moment
+    finally:
+        database.dispose()
+
+
+def test_email_addresses_are_unique(clean_database_url: str) -> None:
+    import pytest
+    from sqlalchemy.exc import IntegrityError
+
+    database = Database(clean_database_url)
+    try:
+        with database.session() as session:
+            _user(session)
+            with pytest.raises(IntegrityError):
+                _user(session)
+    finally:
+        database.dispose()

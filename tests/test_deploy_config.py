@@ -1,0 +1,135 @@
+"""Configuration from the environment and the deployment recipes (Dockerfile, compose, gunicorn)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from config import ConfigError, build_config
+from database.session import normalise_url
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_production_refuses_to_start_without_a_secret_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="SECRET_KEY"):
+        build_config({"APP_ENV": "production", "INSTANCE_DIR": str(tmp_path)})
+    with pytest.raises(ConfigError, match="32"):
+        build_config({"APP_ENV": "production", "SECRET_KEY": "short", "INSTANCE_DIR": str(tmp_path)})
+
+
+def test_production_defaults_to_secure_cookies(tmp_path: Path) -> None:
+    config = build_config({"APP_ENV": "production", "SECRET_KEY": "k" * 40, "INSTANCE_DIR": str(tmp_path)})
+    assert config["SESSION_COOKIE_SECURE"] is True and config["BCRYPT_ROUNDS"] == 12
+    blank = build_config(
+        {"APP_ENV": "production", "SECRET_KEY": "k" * 40, "INSTANCE_DIR": str(tmp_path), "SESSION_COOKIE_SECURE": ""}
+    )
+    assert blank["SESSION_COOKIE_SECURE"] is True  # an empty line copied from .env.example keeps the default
+
+
+def test_development_generates_a_secret_key_once_and_keeps_it(tmp_path: Path) -> None:
+    first = build_config({"INSTANCE_DIR": str(tmp_path)})["SECRET_KEY"]
+    second = build_config({"INSTANCE_DIR": str(tmp_path)})["SECRET_KEY"]
+    assert first == second and len(first) >= 32
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_the_default_database_is_an_absolute_sqlite_file_in_the_instance_folder(tmp_path: Path) -> None:
+    url = build_config({"INSTANCE_DIR": str(tmp_path)})["DATABASE_URL"]
+    assert url == f"sqlite:///{tmp_path.resolve()}/moodlens.db"
+
+
+def test_limits_and_switches_come_from_the_environment(tmp_path: Path) -> None:
+    config = build_config(
+        {
+            "INSTANCE_DIR": str(tmp_path),
+            "MAX_UPLOAD_MB": "5",
+            "MAX_TEXT_CHARS": "100",
+            "KEEP_UPLOADS": "yes",
+            "RATELIMIT_ENABLED": "off",
+            "RATELIMIT_STORAGE_URI": "redis://redis:6379/0",
+        }
+    )
+    assert config["MAX_CONTENT_LENGTH"] == 5 * 1024 * 1024 and config["MAX_TEXT_CHARS"] == 100
+    assert config["KEEP_UPLOADS"] is True and config["RATELIMIT_ENABLED"] is False
+    assert config["RATELIMIT_STORAGE_URI"] == "redis://redis:6379/0"
+    assert build_config({"INSTANCE_DIR": str(tmp_path)})["KEEP_UPLOADS"] is False
+    with pytest.raises(ConfigError):
+        build_config({"INSTANCE_DIR": str(tmp_path), "MAX_UPLOAD_MB": "lots"})
+    with pytest.raises(ConfigError):
+        build_config({"INSTANCE_DIR": str(tmp_path), "KEEP_UPLOADS": "perhaps"})
+
+
+def test_mysql_urls_use_pymysql_and_utf8mb4() -> None:
+    assert normalise_url("mysql://u:p@db/moodlens") == "mysql+pymysql://u:p@db/moodlens?charset=utf8mb4"
+    kept = normalise_url("mysql+pymysql://u:p@db/moodlens?charset=utf8mb4")
+    assert kept == "mysql+pymysql://u:p@db/moodlens?charset=utf8mb4"
+
+
+def test_env_example_documents_every_variable_config_reads() -> None:
+    source = (ROOT / "config.py").read_text()
+    names = set(re.findall(r'env(?:\.get)?\(\s*"([A-Z_]+)"', source))
+    names |= set(re.findall(r'_env_\w+\(env, "([A-Z_]+)"', source))
+    documented = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
+    assert names, "no variables found in config.py"
+    assert names <= documented, f"undocumented: {sorted(names - documented)}"
+
+
+def test_the_dockerfile_builds_a_slim_cpu_image_that_runs_as_a_non_root_user() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.MULTILINE)
+    assert "ffmpeg" in dockerfile
+    assert "download.pytorch.org/whl/cpu" in dockerfile and "torch==2.13.0" in dockerfile
+    assert "pip install -r requirements.txt" in dockerfile
+    users = re.findall(r"^USER (\S+)", dockerfile, re.MULTILINE)
+    assert users and users[-1] not in {"root", "0"}
+    assert "gunicorn -c gunicorn_config.py wsgi:app" in dockerfile
+    assert "tensorflow-cpu" in (ROOT / "requirements.txt").read_text()
+
+
+def test_gunicorn_loads_the_app_after_forking() -> None:
+    namespace: dict[str, object] = {}
+    exec((ROOT / "gunicorn_config.py").read_text(), namespace)
+    assert namespace["preload_app"] is False
+    assert namespace["worker_class"] in {"sync", "gthread"}
+    assert 1 <= int(namespace["workers"]) <= 8  # type: ignore[call-overload]
+
+
+def test_compose_runs_the_app_with_mysql_and_redis_after_a_healthy_database() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"app", "db", "redis"} <= set(services)
+    assert services["db"]["image"].startswith("mysql:8")
+    assert "healthcheck" in services["db"] and any("mysql" in v for v in services["db"]["volumes"])
+    assert services["app"]["depends_on"]["db"]["condition"] == "service_healthy"
+    assert "alembic upgrade head" in " ".join(services["app"]["command"])
+    env = services["app"]["environment"]
+    assert env["RATELIMIT_STORAGE_URI"].startswith("redis://")
+    assert "charset=utf8mb4" in env["DATABASE_URL"]
+
+
+def _compose_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    probe = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True, check=False)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _compose_available(), reason="the docker client with the compose plugin is not installed")
+def test_docker_compose_accepts_the_file() -> None:
+    env = {**os.environ, "SECRET_KEY": "k" * 40, "MYSQL_PASSWORD": "pw", "MYSQL_ROOT_PASSWORD": "rootpw"}
+    result = subprocess.run(
+        ["docker", "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr

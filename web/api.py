@@ -1,0 +1,319 @@
+"""The JSON API under /api: thin routes over the services.
+
+Authentication is the Flask-Login session cookie or ``Authorization: Bearer <token>``.
+Cookie-authenticated (and anonymous) writes must carry the CSRF token from GET /api/csrf in
+the ``X-CSRFToken`` header; token requests are exempt because browsers never attach them on
+their own. Every failure answers ``{"error": {"code", "message"}}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import Blueprint, Response, current_app, g, jsonify, request, stream_with_context
+from flask_login import current_user, login_user, logout_user
+from flask_wtf.csrf import generate_csrf
+
+from database.models import User
+from database.session import get_database, get_session
+from inference.errors import EmotionAppError, InvalidInput
+from inference.labels import EMOTIONS, MODALITIES
+from security import (
+    bearer_token,
+    csrf,
+    login_rate_limit,
+    predict_rate_limit,
+    register_rate_limit,
+)
+from services import accounts, analysis, predictions
+from web.uploads import check_text, form_or_json, json_body, parse_weights, read_upload
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+csrf.exempt(bp)  # checked in _authenticate_and_protect, so token requests can skip it
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Unauthorized(EmotionAppError):
+    status = 401
+    code = "unauthorized"
+
+
+@bp.before_request
+def _authenticate_and_protect() -> None:
+    """Resolve a bearer token (401 if it is bad) or enforce CSRF on cookie/anonymous writes."""
+    token = bearer_token()
+    if token is not None:
+        user = accounts.user_for_token(get_session(), token)
+        if user is None:
+            raise Unauthorized("The API token is invalid or has been revoked.", code="invalid_token")
+        g._login_user = user  # Flask-Login's per-request user; the session cookie is untouched
+        g.auth_via_token = True
+        g.user_id_for_log = user.id
+        return
+    if request.method in WRITE_METHODS and current_app.config.get("WTF_CSRF_ENABLED", True):
+        csrf.protect()
+    if current_user.is_authenticated:
+        g.user_id_for_log = current_user.id
+
+
+def auth_required(view: F) -> F:
+    """401 JSON unless a session or token identifies the user."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not current_user.is_authenticated:
+            raise Unauthorized("Log in first, or send 'Authorization: Bearer <token>'.")
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def me() -> User:
+    """The current user as a row of the request's session."""
+    return current_user._get_current_object()  # type: ignore[attr-defined]
+
+
+def _created(payload: dict[str, Any]) -> tuple[Response, int]:
+    return jsonify(payload), 201
+
+
+# -- session and account -------------------------------------------------------------------
+@bp.get("/csrf")
+def csrf_token() -> Response:
+    """A CSRF token for this session (also in the pages' <meta name="csrf-token">)."""
+    return jsonify({"csrf_token": generate_csrf()})
+
+
+@bp.post("/register")
+@register_rate_limit
+def register() -> tuple[Response, int]:
+    body = json_body()
+    user = accounts.register_user(
+        get_session(), body.get("email"), body.get("password"), body.get("name"), consent=body.get("consent") is True
+    )
+    login_user(user)
+    return _created({"user": accounts.user_to_dict(user)})
+
+
+@bp.post("/login")
+@login_rate_limit
+def login() -> Response:
+    body = json_body()
+    user = accounts.authenticate(get_session(), body.get("email"), body.get("password"))
+    login_user(user, remember=body.get("remember") is True)
+    return jsonify({"user": accounts.user_to_dict(user)})
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    logout_user()
+    return jsonify({"logged_out": True})
+
+
+@bp.get("/user/profile")
+@auth_required
+def profile() -> Response:
+    return jsonify({"user": accounts.user_to_dict(me())})
+
+
+@bp.patch("/user/profile")
+@auth_required
+def update_profile() -> Response:
+    body = json_body()
+    user = accounts.update_profile(get_session(), me(), name=body.get("name"))
+    return jsonify({"user": accounts.user_to_dict(user)})
+
+
+@bp.put("/user/password")
+@auth_required
+def change_password() -> Response:
+    body = json_body()
+    user = accounts.change_password(get_session(), me(), body.get("current_password"), body.get("new_password"))
+    return jsonify({"user": accounts.user_to_dict(user)})
+
+
+@bp.put("/user/consent")
+@auth_required
+def consent() -> Response:
+    body = json_body()
+    value = body.get("consent")
+    if not isinstance(value, bool):
+        raise InvalidInput('Send {"consent": true} to give consent or {"consent": false} to revoke it.')
+    user = accounts.set_consent(get_session(), me(), value)
+    return jsonify({"user": accounts.user_to_dict(user)})
+
+
+@bp.delete("/user")
+@auth_required
+def delete_account() -> tuple[str, int]:
+    user = me()
+    logout_user()
+    accounts.delete_user(get_session(), user)
+    return "", 204
+
+
+# -- API tokens ----------------------------------------------------------------------------
+@bp.get("/tokens")
+@auth_required
+def list_tokens() -> Response:
+    return jsonify({"items": [accounts.token_to_dict(t) for t in accounts.list_tokens(get_session(), me())]})
+
+
+@bp.post("/tokens")
+@auth_required
+def create_token() -> tuple[Response, int]:
+    body = json_body(required=False)
+    token, value = accounts.create_token(get_session(), me(), body.get("name"))
+    return _created({**accounts.token_to_dict(token), "token": value})
+
+
+@bp.delete("/tokens/<int:token_id>")
+@auth_required
+def revoke_token(token_id: int) -> tuple[str, int]:
+    accounts.revoke_token(get_session(), me(), token_id)
+    return "", 204
+
+
+# -- predictions ---------------------------------------------------------------------------
+def _stored(prediction: Any) -> tuple[Response, int]:
+    return _created(predictions.prediction_to_dict(prediction))
+
+
+@bp.post("/predict/text")
+@auth_required
+@predict_rate_limit
+def predict_text() -> tuple[Response, int]:
+    fields = form_or_json()
+    text = check_text(fields.get("text"))
+    prediction = analysis.analyse(current_app, get_session(), me(), kind="text", text=text)
+    return _stored(prediction)
+
+
+@bp.post("/predict/image")
+@auth_required
+@predict_rate_limit
+def predict_image() -> tuple[Response, int]:
+    analysis.require_consent(me(), image=True, audio=False)
+    image = read_upload("image", "face")
+    prediction = analysis.analyse(current_app, get_session(), me(), kind="image", image=image)
+    return _stored(prediction)
+
+
+@bp.post("/predict/speech")
+@auth_required
+@predict_rate_limit
+def predict_speech() -> tuple[Response, int]:
+    analysis.require_consent(me(), image=False, audio=True)
+    audio = read_upload("audio", "speech")
+    prediction = analysis.analyse(current_app, get_session(), me(), kind="speech", audio=audio)
+    return _stored(prediction)
+
+
+@bp.post("/predict/multimodal")
+@auth_required
+@predict_rate_limit
+def predict_multimodal() -> tuple[Response, int]:
+    fields = form_or_json()
+    image = read_upload("image", "face", required=False) if "image" in request.files else None
+    audio = read_upload("audio", "speech", required=False) if "audio" in request.files else None
+    text_value = fields.get("text")
+    blank_beside_media = isinstance(text_value, str) and not text_value.strip() and (image or audio)
+    # A browser form sends an empty text box beside a photo: that means "no text", not an error.
+    text = None if text_value is None or blank_beside_media else check_text(text_value)
+    if image is None and audio is None and text is None:
+        raise InvalidInput("Send at least one of 'image', 'audio' (multipart files) or 'text'.", code="no_input")
+    strategy = fields.get("strategy") or None
+    if strategy is not None and not isinstance(strategy, str):
+        raise InvalidInput("strategy must be a string.", code="invalid_fusion_options")
+    weights = parse_weights(fields)
+    prediction = analysis.analyse(
+        current_app,
+        get_session(),
+        me(),
+        kind="multimodal",
+        image=image,
+        audio=audio,
+        text=text,
+        strategy=strategy,
+        weights=weights,
+    )
+    return _stored(prediction)
+
+
+@bp.get("/predictions")
+@auth_required
+def list_predictions() -> Response:
+    return jsonify(predictions.list_predictions(get_session(), me().id, request.args))
+
+
+@bp.get("/predictions/<int:prediction_id>")
+@auth_required
+def get_prediction(prediction_id: int) -> Response:
+    return jsonify(predictions.prediction_to_dict(predictions.get_prediction(get_session(), me().id, prediction_id)))
+
+
+@bp.delete("/predictions/<int:prediction_id>")
+@auth_required
+def delete_prediction(prediction_id: int) -> tuple[str, int]:
+    predictions.delete_prediction(get_session(), me().id, prediction_id)
+    return "", 204
+
+
+@bp.get("/predictions/export.csv")
+@auth_required
+def export_csv() -> Response:
+    """The whole history as CSV, streamed with its own session (the request one closes early)."""
+    user_id = me().id
+    database = get_database()
+
+    def generate() -> Any:
+        with database.session() as session:
+            yield from predictions.export_csv(session, user_id)
+
+    response = Response(stream_with_context(generate()), mimetype="text/csv")
+    response.headers["Content-Disposition"] = 'attachment; filename="moodlens-predictions.csv"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/statistics")
+@auth_required
+def statistics() -> Response:
+    return jsonify(predictions.statistics(get_session(), me().id, request.args))
+
+
+# -- models and documentation --------------------------------------------------------------
+@bp.get("/models")
+def models() -> Response:
+    """Which modalities are bundled (and with which model), and the fusion strategies."""
+    registry = analysis.get_registry(current_app)
+    try:
+        from inference.fusion import DEFAULT_STRATEGY, DEFAULT_WEIGHTS, STRATEGIES
+
+        fusion: dict[str, Any] = {
+            "strategies": list(STRATEGIES),
+            "default_strategy": DEFAULT_STRATEGY,
+            "default_weights": DEFAULT_WEIGHTS,
+        }
+    except ImportError:
+        fusion = {"strategies": [], "default_strategy": None, "default_weights": {}}
+    return jsonify(
+        {
+            "emotions": list(EMOTIONS),
+            "modalities": registry.status(),
+            "available": registry.available(),
+            "all_modalities": list(MODALITIES),
+            "fusion": fusion,
+        }
+    )
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    from web.openapi import build_spec
+
+    return jsonify(build_spec())

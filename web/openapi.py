@@ -1,0 +1,509 @@
+"""The OpenAPI 3.1 description of the JSON API, written by hand so it says what we mean.
+
+A test checks that every /api route (and the probes) in the app's URL map appears here, so
+the document cannot silently fall behind the code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from inference.labels import EMOTIONS, MODALITIES
+
+PROBS = {
+    "type": "object",
+    "description": "Probability per emotion; the seven values sum to 1.",
+    "properties": {e: {"type": "number", "minimum": 0, "maximum": 1} for e in EMOTIONS},
+    "required": list(EMOTIONS),
+}
+
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": ERROR_REF}}}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+COMMON_ERRORS = {
+    "400": _error("Malformed request or missing CSRF token (`csrf_failed`)."),
+    "401": _error("Not logged in, or the bearer token is invalid."),
+    "429": _error("Rate limit reached; see the Retry-After header."),
+}
+PREDICT_ERRORS = {
+    **COMMON_ERRORS,
+    "403": _error("`consent_required`: face and voice analysis need the user's consent."),
+    "413": _error("Upload, image, recording or text exceeds a limit."),
+    "415": _error("The content is not a supported image/audio format (checked from the bytes)."),
+    "422": _error("Unusable input: no face, silence, empty text, invalid fusion options."),
+    "503": _error("The modality's model is not installed: no prediction is made."),
+}
+
+
+def _op(
+    summary: str,
+    responses: dict[str, Any],
+    *,
+    auth: bool = True,
+    body: dict[str, Any] | None = None,
+    params: list[dict[str, Any]] | None = None,
+    tags: list[str] | None = None,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": responses, "tags": tags or []}
+    if not auth:
+        op["security"] = []
+    if body is not None:
+        op["requestBody"] = body
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _multipart(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {
+            "multipart/form-data": {"schema": {"type": "object", "properties": properties, "required": required}}
+        },
+    }
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+def _path_id(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
+
+
+USER_RESPONSE = _json({"type": "object", "properties": {"user": {"$ref": "#/components/schemas/User"}}})
+PREDICTION_CREATED = _json({"$ref": "#/components/schemas/Prediction"}, "The stored prediction.")
+FILE = {"type": "string", "format": "binary"}
+FILTERS = [
+    _query("emotion", {"type": "string", "enum": list(EMOTIONS)}, "Only this final emotion."),
+    _query("modality", {"type": "string", "enum": list(MODALITIES)}, "Only predictions that used this modality."),
+    _query("kind", {"type": "string", "enum": ["text", "image", "speech", "multimodal"]}, "Only this kind."),
+    _query("date_from", {"type": "string", "format": "date"}, "From this UTC day (inclusive)."),
+    _query("date_to", {"type": "string", "format": "date"}, "Up to this UTC day (inclusive)."),
+]
+
+
+def build_spec() -> dict[str, Any]:
+    """The OpenAPI document served at /api/openapi.json."""
+    paths: dict[str, Any] = {
+        "/api/csrf": {
+            "get": _op(
+                "CSRF token for cookie-authenticated writes (send as X-CSRFToken).",
+                {"200": _json({"type": "object", "properties": {"csrf_token": {"type": "string"}}})},
+                auth=False,
+                tags=["auth"],
+            )
+        },
+        "/api/register": {
+            "post": _op(
+                "Create an account and log in (password: ≥ 10 characters, two character classes, not common).",
+                {
+                    "201": USER_RESPONSE,
+                    "409": _error("Email already registered."),
+                    "422": _error("Weak password."),
+                    **COMMON_ERRORS,
+                },
+                auth=False,
+                tags=["auth"],
+                body=_json_body(
+                    {
+                        "type": "object",
+                        "required": ["email", "password"],
+                        "properties": {
+                            "email": {"type": "string", "format": "email"},
+                            "password": {"type": "string"},
+                            "name": {"type": "string"},
+                            "consent": {"type": "boolean"},
+                        },
+                    }
+                ),
+            )
+        },
+        "/api/login": {
+            "post": _op(
+                "Log in (session cookie). Rate-limited per IP; an account locks after repeated failures.",
+                {"200": USER_RESPONSE, **COMMON_ERRORS},
+                auth=False,
+                tags=["auth"],
+                body=_json_body(
+                    {
+                        "type": "object",
+                        "required": ["email", "password"],
+                        "properties": {
+                            "email": {"type": "string"},
+                            "password": {"type": "string"},
+                            "remember": {"type": "boolean"},
+                        },
+                    }
+                ),
+            )
+        },
+        "/api/logout": {
+            "post": _op(
+                "Log out (ends the session).",
+                {"200": _json({"type": "object"}), **COMMON_ERRORS},
+                auth=False,
+                tags=["auth"],
+            )
+        },
+        "/api/user/profile": {
+            "get": _op("The current user.", {"200": USER_RESPONSE, **COMMON_ERRORS}, tags=["account"]),
+            "patch": _op(
+                "Change the display name.",
+                {"200": USER_RESPONSE, **COMMON_ERRORS},
+                tags=["account"],
+                body=_json_body({"type": "object", "properties": {"name": {"type": "string"}}}),
+            ),
+        },
+        "/api/user/password": {
+            "put": _op(
+                "Change the password.",
+                {"200": USER_RESPONSE, "422": _error("Weak password."), **COMMON_ERRORS},
+                tags=["account"],
+                body=_json_body(
+                    {
+                        "type": "object",
+                        "required": ["current_password", "new_password"],
+                        "properties": {"current_password": {"type": "string"}, "new_password": {"type": "string"}},
+                    }
+                ),
+            )
+        },
+        "/api/user/consent": {
+            "put": _op(
+                "Give (true) or revoke (false) consent to face and voice analysis.",
+                {"200": USER_RESPONSE, **COMMON_ERRORS},
+                tags=["account"],
+                body=_json_body(
+                    {"type": "object", "required": ["consent"], "properties": {"consent": {"type": "boolean"}}}
+                ),
+            )
+        },
+        "/api/user": {
+            "delete": _op(
+                "Delete the account and every stored prediction.",
+                {"204": {"description": "Deleted."}, **COMMON_ERRORS},
+                tags=["account"],
+            )
+        },
+        "/api/tokens": {
+            "get": _op(
+                "The user's API tokens (values are never shown again).",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Token"}}},
+                        }
+                    ),
+                    **COMMON_ERRORS,
+                },
+                tags=["tokens"],
+            ),
+            "post": _op(
+                "Create a personal API token; the value is in `token`, shown only now.",
+                {"201": _json({"$ref": "#/components/schemas/Token"}), **COMMON_ERRORS},
+                tags=["tokens"],
+                body={
+                    "required": False,
+                    "content": {
+                        "application/json": {"schema": {"type": "object", "properties": {"name": {"type": "string"}}}}
+                    },
+                },
+            ),
+        },
+        "/api/tokens/{token_id}": {
+            "delete": _op(
+                "Revoke a token.",
+                {"204": {"description": "Revoked."}, "404": _error("No such token."), **COMMON_ERRORS},
+                tags=["tokens"],
+                params=[_path_id("token_id")],
+            )
+        },
+        "/api/predict/text": {
+            "post": _op(
+                "Emotion of a text (no consent needed).",
+                {"201": PREDICTION_CREATED, **PREDICT_ERRORS},
+                tags=["predict"],
+                body=_json_body(
+                    {
+                        "type": "object",
+                        "required": ["text"],
+                        "properties": {"text": {"type": "string", "maxLength": 5000}},
+                    }
+                ),
+            )
+        },
+        "/api/predict/image": {
+            "post": _op(
+                "Emotion of the face(s) in a photo (needs consent).",
+                {"201": PREDICTION_CREATED, **PREDICT_ERRORS},
+                tags=["predict"],
+                body=_multipart({"image": FILE}, ["image"]),
+            )
+        },
+        "/api/predict/speech": {
+            "post": _op(
+                "Emotion of a voice recording (needs consent).",
+                {"201": PREDICTION_CREATED, **PREDICT_ERRORS},
+                tags=["predict"],
+                body=_multipart({"audio": FILE}, ["audio"]),
+            )
+        },
+        "/api/predict/multimodal": {
+            "post": _op(
+                "Fuse any non-empty subset of image, audio and text. A modality that cannot be analysed is dropped "
+                "and reported; weights as a JSON string or weight_face/weight_speech/weight_text fields.",
+                {"201": PREDICTION_CREATED, **PREDICT_ERRORS},
+                tags=["predict"],
+                body=_multipart(
+                    {
+                        "image": FILE,
+                        "audio": FILE,
+                        "text": {"type": "string"},
+                        "strategy": {
+                            "type": "string",
+                            "enum": ["calibrated", "weighted", "adaptive", "voting", "stacker"],
+                        },
+                        "weights": {"type": "string", "description": 'JSON object, e.g. {"face": 0.5, "text": 0.5}'},
+                        "weight_face": {"type": "number"},
+                        "weight_speech": {"type": "number"},
+                        "weight_text": {"type": "number"},
+                    },
+                    [],
+                ),
+            )
+        },
+        "/api/predictions": {
+            "get": _op(
+                "The user's predictions, newest first, paginated and filtered.",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "items": {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}},
+                                "page": {"type": "integer"},
+                                "per_page": {"type": "integer"},
+                                "total": {"type": "integer"},
+                                "pages": {"type": "integer"},
+                            },
+                        }
+                    ),
+                    **COMMON_ERRORS,
+                },
+                tags=["history"],
+                params=[
+                    _query("page", {"type": "integer", "minimum": 1}, "Page number (from 1)."),
+                    _query("per_page", {"type": "integer", "minimum": 1, "maximum": 100}, "Items per page."),
+                    *FILTERS,
+                ],
+            )
+        },
+        "/api/predictions/{prediction_id}": {
+            "get": _op(
+                "One of the user's predictions (another user's id answers 404).",
+                {
+                    "200": _json({"$ref": "#/components/schemas/Prediction"}),
+                    "404": _error("Not found."),
+                    **COMMON_ERRORS,
+                },
+                tags=["history"],
+                params=[_path_id("prediction_id")],
+            ),
+            "delete": _op(
+                "Delete one of the user's predictions.",
+                {"204": {"description": "Deleted."}, "404": _error("Not found."), **COMMON_ERRORS},
+                tags=["history"],
+                params=[_path_id("prediction_id")],
+            ),
+        },
+        "/api/predictions/export.csv": {
+            "get": _op(
+                "The whole history as CSV (streamed; one row per prediction with per-modality columns; "
+                "cells starting with = + - @ are prefixed with a quote).",
+                {
+                    "200": {"description": "CSV file.", "content": {"text/csv": {"schema": {"type": "string"}}}},
+                    **COMMON_ERRORS,
+                },
+                tags=["history"],
+            )
+        },
+        "/api/statistics": {
+            "get": _op(
+                "Counts per emotion, modality, kind and UTC day, and the average confidence.",
+                {"200": _json({"$ref": "#/components/schemas/Statistics"}), **COMMON_ERRORS},
+                tags=["history"],
+                params=FILTERS,
+            )
+        },
+        "/api/models": {
+            "get": _op(
+                "Bundled models per modality and the fusion strategies.",
+                {"200": _json({"type": "object"})},
+                auth=False,
+                tags=["service"],
+            )
+        },
+        "/api/openapi.json": {
+            "get": _op("This document.", {"200": _json({"type": "object"})}, auth=False, tags=["service"])
+        },
+        "/healthz": {
+            "get": _op("Liveness: the process is up.", {"200": _json({"type": "object"})}, auth=False, tags=["service"])
+        },
+        "/readyz": {
+            "get": _op(
+                "Readiness: database reachable; per-modality model status (`?load=1` loads them).",
+                {"200": _json({"type": "object"}), "503": _json({"type": "object"}, "The database is unreachable.")},
+                auth=False,
+                tags=["service"],
+                params=[_query("load", {"type": "string"}, "1 to load every model now.")],
+            )
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Moodlens API",
+            "version": "1.0.0",
+            "description": (
+                "Emotion recognition from a face photo, a voice recording and a text, alone or fused. "
+                "Authenticate with the session cookie (writes need X-CSRFToken from /api/csrf) or with "
+                "'Authorization: Bearer <token>' from POST /api/tokens. Errors are "
+                '{"error": {"code": ..., "message": ...}}.'
+            ),
+        },
+        "servers": [{"url": "/"}],
+        "security": [{"bearerAuth": []}, {"cookieAuth": []}],
+        "tags": [{"name": n} for n in ("auth", "account", "tokens", "predict", "history", "service")],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer", "description": "Personal API token."},
+                "cookieAuth": {"type": "apiKey", "in": "cookie", "name": "session"},
+            },
+            "schemas": _schemas(),
+        },
+    }
+
+
+def _schemas() -> dict[str, Any]:
+    nullable_str = {"type": ["string", "null"]}
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {
+                "error": {
+                    "type": "object",
+                    "required": ["code", "message"],
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                }
+            },
+        },
+        "User": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "email": {"type": "string"},
+                "name": {"type": "string"},
+                "created_at": {"type": "string", "format": "date-time"},
+                "consent_given": {"type": "boolean"},
+                "consent_given_at": {"type": ["string", "null"], "format": "date-time"},
+            },
+        },
+        "Token": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "name": {"type": "string"},
+                "prefix": {"type": "string"},
+                "token": {"type": "string", "description": "Only in the creation response."},
+                "created_at": {"type": "string"},
+                "last_used_at": nullable_str,
+                "revoked_at": nullable_str,
+                "active": {"type": "boolean"},
+            },
+        },
+        "ModalityResult": {
+            "type": "object",
+            "properties": {
+                "modality": {"type": "string", "enum": list(MODALITIES)},
+                "status": {"type": "string", "enum": ["used", "dropped"]},
+                "emotion": {"type": ["string", "null"], "enum": [*EMOTIONS, None]},
+                "confidence": {"type": ["number", "null"]},
+                "probabilities": {"oneOf": [PROBS, {"type": "null"}]},
+                "model_name": nullable_str,
+                "model_version": nullable_str,
+                "latency_ms": {"type": ["number", "null"]},
+                "details": {
+                    "type": "object",
+                    "description": (
+                        "Face: faces[i].box [x, y, w, h] and image {width, height}; speech: attention [{time, weight}] "
+                        "(≤ 200 points) and duration_seconds."
+                    ),
+                },
+                "input_summary": {
+                    "type": "object",
+                    "description": "file_name, media_type, size_bytes, duration_seconds (audio) or text (text).",
+                },
+                "error": {
+                    "type": ["object", "null"],
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                },
+            },
+        },
+        "Prediction": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "created_at": {"type": "string", "format": "date-time"},
+                "kind": {"type": "string", "enum": ["text", "image", "speech", "multimodal"]},
+                "emotion": {"type": "string", "enum": list(EMOTIONS)},
+                "confidence": {"type": "number"},
+                "probabilities": PROBS,
+                "fusion": {
+                    "type": ["object", "null"],
+                    "properties": {
+                        "strategy": {"type": "string"},
+                        "weights": {"type": "object"},
+                        "explanation": {"type": "object"},
+                    },
+                },
+                "modalities": {"type": "array", "items": {"$ref": "#/components/schemas/ModalityResult"}},
+            },
+        },
+        "Statistics": {
+            "type": "object",
+            "properties": {
+                "total": {"type": "integer"},
+                "average_confidence": {"type": ["number", "null"]},
+                "by_emotion": {"type": "object"},
+                "by_modality": {"type": "object"},
+                "by_kind": {"type": "object"},
+                "by_day": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "date": {"type": "string", "format": "date"},
+                            "count": {"type": "integer"},
+                            "by_emotion": {"type": "object"},
+                        },
+                    },
+                },
+            },
+        },
+    }

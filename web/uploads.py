@@ -1,0 +1,235 @@
+"""Reading uploads and text bodies safely: in memory, type sniffed from content, limits enforced.
+
+The sniffing here is a cheap gate (magic bytes, header-only size/duration checks) that
+answers 413/415/422 before any model runs; the modality's preprocessing still decodes fully
+and raises its own clear errors for anything that gets past it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from flask import current_app, request
+from werkzeug.datastructures import FileStorage
+from werkzeug.utils import secure_filename
+
+from inference.errors import InputTooLarge, InvalidInput, UnsupportedMediaType, UnusableInput
+from services.analysis import MediaInput
+
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp", "image/tiff")
+AUDIO_TYPES = (
+    "audio/wav",
+    "audio/flac",
+    "audio/ogg",
+    "audio/mpeg",
+    "audio/webm",
+    "audio/mp4",
+    "audio/aiff",
+)
+
+
+def sniff_media_type(data: bytes) -> str | None:
+    """The media type from the first bytes (never from the file name or the client's header)."""
+    head = data[:64]
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head.startswith(b"BM") and len(head) >= 26:
+        return "image/bmp"
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return "image/tiff"
+    if head[:4] in (b"RIFF", b"RIFX", b"RF64") and head[8:12] == b"WAVE":
+        return "audio/wav"
+    if head.startswith(b"fLaC"):
+        return "audio/flac"
+    if head.startswith(b"OggS"):
+        return "audio/ogg"
+    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0):
+        return "audio/mpeg"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "audio/webm"  # Matroska/WebM: what browsers' MediaRecorder produces
+    if head[4:8] == b"ftyp":
+        return "audio/mp4"
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "audio/aiff"
+    return None
+
+
+def _summary(file: FileStorage, data: bytes, media_type: str) -> dict[str, Any]:
+    name = secure_filename(file.filename or "")[:120] or None
+    return {"file_name": name, "media_type": media_type, "size_bytes": len(data)}
+
+
+def _check_image(data: bytes) -> dict[str, int]:
+    """Width and height from the header; 413 beyond MAX_IMAGE_PIXELS, 415 if it does not parse."""
+    from PIL import Image, UnidentifiedImageError
+
+    max_pixels = int(current_app.config.get("MAX_IMAGE_PIXELS", 40_000_000))
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise UnsupportedMediaType(
+            "The image could not be read; send a JPEG, PNG, GIF, WebP, BMP or TIFF file.", code="undecodable_image"
+        ) from exc
+    except Image.DecompressionBombError as exc:
+        raise InputTooLarge(f"The image is too large (limit {max_pixels:,} pixels).", code="image_too_large") from exc
+    if width * height > max_pixels:
+        raise InputTooLarge(
+            f"The image has {width * height:,} pixels; the limit is {max_pixels:,}.", code="image_too_large"
+        )
+    return {"width": width, "height": height}
+
+
+def _audio_duration(data: bytes) -> float | None:
+    """Duration from the header for formats libsndfile reads cheaply (None when unknown)."""
+    try:
+        import soundfile
+
+        info = soundfile.info(io.BytesIO(data))
+        if info.samplerate > 0 and info.frames > 0:
+            return float(info.frames) / float(info.samplerate)
+    except Exception:  # unknown header: the speech preprocessing will decide
+        return None
+    return None
+
+
+def read_upload(field: str, modality: str, *, required: bool = True) -> MediaInput | None:
+    """The uploaded file in ``field`` as bytes + summary; 400/413/415/422 on bad uploads."""
+    file = request.files.get(field)
+    if file is None:
+        if required:
+            raise InvalidInput(
+                f"Send the {'image' if modality == 'face' else 'recording'} as multipart/form-data field '{field}'.",
+                code="missing_file",
+            )
+        return None
+    data = file.read()
+    if not data:
+        if not required and not file.filename:
+            return None  # an empty optional file input in a browser form
+        raise UnusableInput(f"The uploaded '{field}' file is empty.", code="empty_file")
+    media_type = sniff_media_type(data)
+    allowed = IMAGE_TYPES if modality == "face" else AUDIO_TYPES
+    if media_type not in allowed:
+        what = (
+            "an image (JPEG, PNG, GIF, WebP, BMP, TIFF)"
+            if modality == "face"
+            else ("an audio recording (WAV, FLAC, OGG, MP3, WebM, MP4/M4A, AIFF)")
+        )
+        raise UnsupportedMediaType(
+            f"The '{field}' upload is not {what} (detected from its content: {media_type or 'unknown'})."
+        )
+    summary = _summary(file, data, media_type)
+    if modality == "face":
+        summary.update(_check_image(data))
+    else:
+        duration = _audio_duration(data)
+        if duration is not None:
+            max_seconds = float(current_app.config.get("MAX_AUDIO_SECONDS", 60))
+            if duration > max_seconds:
+                raise InputTooLarge(
+                    f"The recording lasts {duration:.1f} s; the limit is {max_seconds:g} s.", code="audio_too_long"
+                )
+            summary["duration_seconds"] = round(duration, 3)
+    return MediaInput(data=data, summary=summary)
+
+
+def check_text(value: Any, *, field: str = "text") -> str:
+    """A usable text: a non-blank string within MAX_TEXT_CHARS (400/413/422 otherwise)."""
+    if value is None:
+        raise InvalidInput(f"Send the text in the '{field}' field.", code="missing_text")
+    if not isinstance(value, str):
+        raise InvalidInput(f"'{field}' must be a string.", code="invalid_text")
+    if not value.strip():
+        raise UnusableInput("The text is empty; write something to analyse.", code="empty_text")
+    limit = int(current_app.config.get("MAX_TEXT_CHARS", 5000))
+    if len(value) > limit:
+        raise InputTooLarge(f"The text has {len(value)} characters; the limit is {limit}.", code="text_too_long")
+    return value
+
+
+def json_body(*, required: bool = True) -> dict[str, Any]:
+    """The request's JSON object; 415 for other content types, 400 for malformed JSON."""
+    if not request.is_json:
+        if not required and not request.get_data(cache=True):
+            return {}
+        raise UnsupportedMediaType("Send a JSON body with 'Content-Type: application/json'.", code="expected_json")
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        if required:
+            raise InvalidInput("The JSON body is empty.", code="invalid_json")
+        return {}
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidInput("The body is not valid UTF-8.", code="invalid_encoding") from None
+    except ValueError:
+        raise InvalidInput("The body is not valid JSON.", code="invalid_json") from None
+    if not isinstance(body, dict):
+        raise InvalidInput("The JSON body must be an object.", code="invalid_json")
+    return body
+
+
+def form_or_json() -> dict[str, Any]:
+    """Fields from a JSON object or an HTML form, whichever the client sent."""
+    if request.is_json:
+        return json_body()
+    if request.mimetype in {"multipart/form-data", "application/x-www-form-urlencoded"}:
+        return request.form.to_dict()
+    if not request.get_data(cache=True):
+        return {}
+    raise UnsupportedMediaType(
+        "Send JSON ('Content-Type: application/json') or a form (multipart/form-data).", code="unsupported_body"
+    )
+
+
+def parse_weights(fields: dict[str, Any]) -> dict[str, float] | None:
+    """Fusion weights from a JSON string ``weights`` or the fields weight_face/weight_speech/weight_text."""
+    from inference.labels import MODALITIES
+
+    raw = fields.get("weights")
+    weights: dict[str, Any] = {}
+    if isinstance(raw, dict):
+        weights = raw
+    elif isinstance(raw, str) and raw.strip():
+        try:
+            weights = json.loads(raw)
+        except ValueError:
+            weights = None  # type: ignore[assignment]
+        if not isinstance(weights, dict):
+            raise _invalid_fusion('weights must be a JSON object like {"face": 0.5, "speech": 0.2, "text": 0.3}.')
+    elif raw not in (None, ""):
+        raise _invalid_fusion("weights must be a JSON object.")
+    for modality in MODALITIES:
+        value = fields.get(f"weight_{modality}")
+        if value not in (None, ""):
+            weights[modality] = value
+    if not weights:
+        return None
+    clean: dict[str, float] = {}
+    for key, value in weights.items():
+        if key not in MODALITIES:
+            raise _invalid_fusion(f"Unknown modality {key!r} in weights; use {', '.join(MODALITIES)}.")
+        try:
+            clean[key] = float(value)
+        except (TypeError, ValueError):
+            raise _invalid_fusion(f"The weight for {key} must be a number.") from None
+    return clean
+
+
+def _invalid_fusion(message: str) -> Exception:
+    """422 like the fusion engine's own InvalidFusionOptions (imported lazily: it may not exist yet)."""
+    try:
+        from inference.fusion import InvalidFusionOptions
+
+        return InvalidFusionOptions(message)
+    except ImportError:
+        return UnusableInput(message, code="invalid_fusion_options")
