@@ -1,0 +1,154 @@
+"""The signed-in pages as served (before their scripts run): the analyse page's tabs, limits,
+fusion controls and consent dialog, and the shells of result, history, statistics and account."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from inference.fusion import DEFAULT_STRATEGY, DEFAULT_WEIGHTS, STRATEGIES
+from inference.labels import EMOTIONS
+
+
+def make_app(tmp_path: Path, **overrides: Any) -> Flask:
+    from app import create_app
+
+    config: dict[str, Any] = {
+        "APP_ENV": "testing",
+        "TESTING": True,
+        "SECRET_KEY": "pages-test-" + "s" * 32,
+        "INSTANCE_DIR": str(tmp_path),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'pages.db'}",
+        "BCRYPT_ROUNDS": 4,
+        "WTF_CSRF_ENABLED": False,
+        "RATELIMIT_ENABLED": False,
+        "MODELS_DIR": str(tmp_path / "no-models"),
+    }
+    config.update(overrides)
+    return create_app(config)
+
+
+def signed_in(app: Flask) -> Any:
+    client = app.test_client()
+    password = "Lovelace-1815"
+    response = client.post(
+        "/register", data={"name": "Ada", "email": "ada@example.org", "password": password, "confirm": password}
+    )
+    assert response.status_code == 302
+    return client
+
+
+@pytest.fixture
+def member(tmp_path: Path) -> Any:
+    return signed_in(make_app(tmp_path))
+
+
+def html_of(client: Any, path: str) -> str:
+    response = client.get(path)
+    assert response.status_code == 200
+    return response.get_data(as_text=True)
+
+
+def test_analyse_page_has_the_four_tabs_of_the_dashboard_in_order(member: Any) -> None:
+    html = html_of(member, "/analyse")
+    tabs = re.findall(r'role="tab"[^>]*>([^<]+)<', html)
+    assert tabs == ["Multimodal", "Image", "Audio", "Text"]
+    assert html.count('role="tabpanel"') == 4
+
+
+def test_every_input_way_is_offered(member: Any) -> None:
+    html = html_of(member, "/analyse")
+    assert "Drop a photo here" in html and 'accept="image/jpeg' in html
+    assert "Use webcam" in html and "Take photo" in html
+    assert "Record from microphone" in html and "Stop recording" in html and 'role="timer"' in html
+    assert "Drop a recording here" in html
+
+
+def test_fusion_controls_offer_every_strategy_and_start_at_the_defaults(member: Any) -> None:
+    html = html_of(member, "/analyse")
+    options = re.findall(r'<option value="([a-z]+)"( selected| disabled)?>', html)
+    assert [value for value, _ in options] == list(STRATEGIES)
+    assert [value for value, state in options if state == " selected"] == [DEFAULT_STRATEGY]
+    for modality, weight in DEFAULT_WEIGHTS.items():
+        assert re.search(rf'id="weight-{modality}"[^>]*value="{weight:.2f}"', html), modality
+
+
+def test_text_box_counts_towards_the_configured_limit(tmp_path: Path) -> None:
+    html = html_of(signed_in(make_app(tmp_path, MAX_TEXT_CHARS=321)), "/analyse")
+    assert 'maxlength="321"' in html
+    assert "0 / 321 characters" in html
+
+
+def test_recording_shows_the_configured_maximum_length(tmp_path: Path) -> None:
+    html = html_of(signed_in(make_app(tmp_path, MAX_AUDIO_SECONDS=45)), "/analyse")
+    assert "/ 0:45 max" in html
+
+
+def test_installed_models_are_asked_for_not_assumed(member: Any) -> None:
+    html = html_of(member, "/analyse")
+    assert "Checking which models are installed" in html
+    status = member.get("/api/models").get_json()["modalities"]
+    assert not any(entry["available"] for entry in status.values())  # this app has no models folder
+
+
+def test_consent_dialog_says_what_is_processed_and_that_media_is_not_kept(member: Any) -> None:
+    html = html_of(member, "/analyse")
+    dialog = html[html.index('<dialog id="consent-dialog"') : html.index("</dialog>")]
+    assert "not kept" in dialog
+    assert "account page" in dialog and 'href="/privacy"' in dialog
+    assert 'data-has-consent="false"' in html
+
+
+def test_consent_given_or_withdrawn_reaches_the_pages(member: Any) -> None:
+    assert member.put("/api/user/consent", json={"consent": True}).status_code == 200
+    assert 'data-has-consent="true"' in html_of(member, "/analyse")
+    assert "Withdraw consent" in html_of(member, "/account")
+    member.put("/api/user/consent", json={"consent": False})
+    assert 'data-has-consent="false"' in html_of(member, "/analyse")
+    assert "Give consent" in html_of(member, "/account")
+
+
+def test_stored_result_page_knows_which_prediction_to_load(member: Any) -> None:
+    html = html_of(member, "/predictions/42")
+    assert 'data-prediction-id="42"' in html
+    assert "/static/js/result.js" in html and "not stored" in html
+
+
+def test_history_offers_every_filter_and_the_csv_download(member: Any) -> None:
+    html = html_of(member, "/history")
+    for emotion in EMOTIONS:
+        assert f'<option value="{emotion}">' in html
+    for modality in ("face", "speech", "text"):
+        assert f'<option value="{modality}">' in html
+    assert 'type="date" id="filter-from"' in html and 'type="date" id="filter-to"' in html
+    assert 'href="/api/predictions/export.csv"' in html
+    assert 'id="delete-dialog"' in html
+
+
+def test_statistics_page_pairs_each_chart_with_a_table(member: Any) -> None:
+    html = html_of(member, "/statistics")
+    for chart in ("emotions", "modalities", "days"):
+        assert f'id="chart-{chart}"' in html and f'id="table-{chart}"' in html
+
+
+def test_account_page_offers_profile_tokens_consent_and_deletion(member: Any) -> None:
+    html = html_of(member, "/account")
+    assert "ada@example.org" in html
+    assert 'id="token-form"' in html and "shown once" in html
+    assert 'id="consent-toggle"' in html
+    assert 'id="delete-account-dialog"' in html and "Type DELETE to confirm" in html
+
+
+def test_navigation_marks_the_current_page_for_screen_readers(member: Any) -> None:
+    html = html_of(member, "/history")
+    assert re.search(r'<a href="/history" aria-current="page">History</a>', html)
+    assert 'class="skip-link" href="#main"' in html
+
+
+def test_a_missing_stacker_is_marked_rather_than_offered(member: Any) -> None:
+    html = html_of(member, "/analyse")  # this app's models folder has no fusion/stacker.joblib
+    assert '<option value="stacker" disabled>stacker (not installed)</option>' in html

@@ -1,0 +1,54 @@
+"""Flask-WTF forms for the pages. They only check shape; the password policy, duplicate
+e-mails and rate limits live in ``services.accounts`` so the pages and the API agree."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, EmailField, Field, PasswordField, StringField, SubmitField
+from wtforms.validators import DataRequired, EqualTo, Length, Optional, Regexp, ValidationError
+
+#: Deliberately loose: the real check is that the address can receive mail, which we do not test.
+EMAIL_SHAPE = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+class LoginForm(FlaskForm):
+    """E-mail and password; ``remember`` keeps the session across browser restarts."""
+
+    email = EmailField(
+        "E-mail address",
+        validators=[DataRequired("Enter your e-mail address."), Length(max=254)],
+    )
+    password = PasswordField("Password", validators=[DataRequired("Enter your password.")])
+    remember = BooleanField("Keep me logged in on this device")
+    submit = SubmitField("Log in")
+
+
+class RegisterForm(FlaskForm):
+    """A new account; the strength rules are reported back from the accounts service."""
+
+    name = StringField("Name", validators=[Optional(), Length(max=100, message="Use at most 100 characters.")])
+    email = EmailField(
+        "E-mail address",
+        validators=[
+            DataRequired("Enter your e-mail address."),
+            Length(max=254, message="Use at most 254 characters."),
+            Regexp(EMAIL_SHAPE, message="Enter an e-mail address like name@example.org."),
+        ],
+    )
+    password = PasswordField("Password", validators=[DataRequired("Choose a password.")])
+    confirm = PasswordField(
+        "Repeat the password",
+        validators=[
+            DataRequired("Repeat the password."),
+            EqualTo("password", message="The two passwords differ."),
+        ],
+    )
+    submit = SubmitField("Create account")
+
+    def validate_password(self, field: Field) -> None:
+        """Name every broken rule at once, with the very function the accounts service uses."""
+        from security import password_problems
+
+        problems = password_problems(field.data or "", self.email.data or "")
+        if problems:
+            raise ValidationError(" ".join(problems))
