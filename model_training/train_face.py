@@ -1,0 +1,707 @@
+"""Train the facial-expression CNN (MiniXception family) on FER2013 and write models/face/.
+
+    python -m model_training.train_face                       # FER2013 CSV beside the repo
+    python -m model_training.train_face --fer-csv fer2013.csv.gz --ferplus fer2013new.csv
+    python -m model_training.train_face --image-dir fer2013/  # train/<emotion>/*.png folders
+
+The FER2013 ``Usage`` column gives the split: Training to fit, PublicTest for validation
+(early stopping, learning-rate schedule, checkpointing) and PrivateTest only for the final
+measurement in the model card. Image folders use ``train/`` to fit, ``validation/`` (or
+``val/``, ``PublicTest/``; a stratified 10 % of ``train/`` when absent) to validate and
+``test/`` (or ``PrivateTest/``) to measure.
+
+Faces are 48x48 grayscale scaled to [-1, 1] (``(x / 255 - 0.5) * 2``), the normalisation
+``preprocessing.image.crop_face`` reproduces at serving time. The script writes the Keras
+model, a TFLite conversion that the recogniser serves (much faster per image), ``card.json``,
+``MODEL_CARD.md``, a confusion-matrix PNG and a training-curve PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inference.labels import EMOTIONS, NUM_EMOTIONS
+from model_training.common import (
+    DEFAULT_DATA_ROOT,
+    DEFAULT_MODELS_DIR,
+    classification_metrics,
+    expected_calibration_error,
+    plot_confusion_matrix,
+    plot_training_curves,
+    seed_everything,
+    write_model_card,
+)
+from preprocessing.image import normalise_face
+
+IMAGE_SIZE = 48
+KERAS_FILE = "face_model.keras"
+TFLITE_FILE = "face_model.tflite"
+NORMALISATION = "grayscale uint8 -> float32 (x / 255 - 0.5) * 2, range [-1, 1]"
+
+#: FER2013 ``emotion`` codes: 0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral.
+FER_CODE_TO_EMOTION: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+FER_TO_OURS = np.array([EMOTIONS.index(name) for name in FER_CODE_TO_EMOTION], dtype=np.int64)
+
+#: FER+ vote columns, in file order, mapped to our labels (contempt, unknown, NF are dropped).
+FERPLUS_COLUMNS: tuple[str, ...] = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear")
+FERPLUS_TO_OURS: dict[str, str] = {
+    "neutral": "neutral",
+    "happiness": "happy",
+    "surprise": "surprise",
+    "sadness": "sad",
+    "anger": "angry",
+    "disgust": "disgust",
+    "fear": "fear",
+}
+
+#: Folder names users meet in image-folder releases of FER2013 and similar sets.
+FOLDER_ALIASES: dict[str, str] = {
+    "angry": "angry",
+    "anger": "angry",
+    "mad": "angry",
+    "disgust": "disgust",
+    "disgusted": "disgust",
+    "fear": "fear",
+    "fearful": "fear",
+    "afraid": "fear",
+    "scared": "fear",
+    "happy": "happy",
+    "happiness": "happy",
+    "joy": "happy",
+    "neutral": "neutral",
+    "calm": "neutral",
+    "sad": "sad",
+    "sadness": "sad",
+    "surprise": "surprise",
+    "surprised": "surprise",
+}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".pgm", ".tif", ".tiff"}
+
+
+# -- data ------------------------------------------------------------------------------------
+Split = tuple[np.ndarray, np.ndarray]  # (n, 48, 48) uint8 images, (n,) int labels in EMOTIONS order
+
+
+def _cache_path(cache_dir: Path, *parts: str) -> Path:
+    digest = hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
+    return cache_dir / f"face_{digest}.npz"
+
+
+def load_fer_csv(path: Path, cache_dir: Path | None) -> dict[str, Split]:
+    """FER2013 CSV (plain or .gz) -> {"Training", "PublicTest", "PrivateTest"} splits.
+
+    Decoding 35,887 pixel strings takes a while, so the arrays are cached as .npz (outside
+    the repository) keyed by the file's path, size and modification time.
+    """
+    stat = path.stat()
+    cache = _cache_path(cache_dir, str(path.resolve()), str(stat.st_size), str(stat.st_mtime)) if cache_dir else None
+    if cache is not None and cache.is_file():
+        data = np.load(cache)
+        return {name: (data[f"{name}_x"], data[f"{name}_y"]) for name in ("Training", "PublicTest", "PrivateTest")}
+
+    opener = gzip.open if path.suffix == ".gz" else open
+    images: dict[str, list[np.ndarray]] = {"Training": [], "PublicTest": [], "PrivateTest": []}
+    labels: dict[str, list[int]] = {"Training": [], "PublicTest": [], "PrivateTest": []}
+    with opener(path, "rt", encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            usage = row["Usage"].strip()
+            if usage not in images:
+                raise ValueError(f"{path}: unknown Usage {usage!r}")
+            pixels = np.array(row["pixels"].split(), dtype=np.uint8)
+            if pixels.size != IMAGE_SIZE * IMAGE_SIZE:
+                raise ValueError(f"{path}: a row has {pixels.size} pixels, expected {IMAGE_SIZE * IMAGE_SIZE}")
+            images[usage].append(pixels.reshape(IMAGE_SIZE, IMAGE_SIZE))
+            labels[usage].append(int(FER_TO_OURS[int(row["emotion"])]))
+    splits = {name: (np.stack(images[name]), np.array(labels[name], dtype=np.int64)) for name in images}
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {f"{n}_{k}": v for n, (x, y) in splits.items() for k, v in (("x", x), ("y", y))}
+        np.savez(cache, **arrays)
+    return splits
+
+
+def load_ferplus(path: Path) -> dict[str, np.ndarray]:
+    """FER+ votes (fer2013new.csv, row-aligned with FER2013) -> per-split (n, 7) vote counts."""
+    votes: dict[str, list[list[float]]] = {"Training": [], "PublicTest": [], "PrivateTest": []}
+    with open(path, encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle):
+            counts = [0.0] * NUM_EMOTIONS
+            for column in FERPLUS_COLUMNS:
+                counts[EMOTIONS.index(FERPLUS_TO_OURS[column])] = float(row[column])
+            votes[row["Usage"].strip()].append(counts)
+    return {name: np.array(rows, dtype=np.float32) for name, rows in votes.items()}
+
+
+def ferplus_majority(votes: np.ndarray) -> np.ndarray:
+    """Majority FER+ label per row, or -1 where the emotion votes have no strict winner or none at all."""
+    top = votes.max(axis=1)
+    winners = (votes == top[:, None]).sum(axis=1)
+    majority = votes.argmax(axis=1)
+    return np.where((top > 0) & (winners == 1), majority, -1)
+
+
+def _read_image_folder(root: Path) -> Split:
+    from PIL import Image
+
+    images: list[np.ndarray] = []
+    labels: list[int] = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        emotion = FOLDER_ALIASES.get(folder.name.lower())
+        if emotion is None:
+            print(f"skipping folder {folder} (not one of the 7 emotions)")
+            continue
+        for file in sorted(folder.iterdir()):
+            if file.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            with Image.open(file) as image:
+                gray = image.convert("L")
+                if gray.size != (IMAGE_SIZE, IMAGE_SIZE):
+                    gray = gray.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
+                images.append(np.asarray(gray, dtype=np.uint8))
+            labels.append(EMOTIONS.index(emotion))
+    if not images:
+        raise ValueError(f"{root}: no images found in emotion folders")
+    return np.stack(images), np.array(labels, dtype=np.int64)
+
+
+def _first_existing(root: Path, names: tuple[str, ...]) -> Path | None:
+    for name in names:
+        for candidate in (root / name, root / name.lower(), root / name.capitalize()):
+            if candidate.is_dir():
+                return candidate
+    return None
+
+
+def load_image_folders(root: Path, seed: int) -> dict[str, Split]:
+    """train/<emotion>/*, validation/<emotion>/* and test/<emotion>/* (FER2013 Kaggle layout)."""
+    train_dir = _first_existing(root, ("train", "training"))
+    if train_dir is None:
+        raise ValueError(f"{root}: expected a train/ folder with one sub-folder per emotion")
+    train = _read_image_folder(train_dir)
+    val_dir = _first_existing(root, ("validation", "val", "valid", "PublicTest"))
+    if val_dir is not None:
+        val = _read_image_folder(val_dir)
+    else:
+        from sklearn.model_selection import train_test_split
+
+        x_train, x_val, y_train, y_val = train_test_split(
+            train[0], train[1], test_size=0.1, stratify=train[1], random_state=seed
+        )
+        train, val = (x_train, y_train), (x_val, y_val)
+        print("no validation folder: holding out a stratified 10 % of train/ for validation")
+    test_dir = _first_existing(root, ("test", "PrivateTest"))
+    splits = {"Training": train, "PublicTest": val}
+    if test_dir is not None:
+        splits["PrivateTest"] = _read_image_folder(test_dir)
+    return splits
+
+
+def normalise(images: np.ndarray) -> np.ndarray:
+    """uint8 faces -> float32 in [-1, 1] with a channel axis: the one normalisation serving uses."""
+    return normalise_face(images)[..., None]
+
+
+def class_weights(labels: np.ndarray, power: float) -> dict[int, float]:
+    """Inverse-frequency weights raised to ``power`` (0 = none, 1 = balanced), mean 1 over samples."""
+    counts = np.bincount(labels, minlength=NUM_EMOTIONS).astype(np.float64)
+    raw = np.where(counts > 0, (counts.sum() / np.maximum(counts, 1) / NUM_EMOTIONS) ** power, 0.0)
+    raw /= (raw[labels]).mean()
+    return {i: float(raw[i]) for i in range(NUM_EMOTIONS)}
+
+
+# -- model -----------------------------------------------------------------------------------
+def build_mini_xception(filters: tuple[int, ...], l2: float, dropout: float) -> Any:
+    """MiniXception (Arriaga et al., 2017): two Conv2D(8) entry layers, residual separable
+    blocks with 1x1 strided shortcuts, a final Conv2D to 7 maps, global average pooling."""
+    import keras
+    from keras import layers
+
+    regulariser = keras.regularizers.L2(l2) if l2 > 0 else None
+    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="face")
+    x = inputs
+    for _ in range(2):
+        x = layers.Conv2D(8, 3, use_bias=False, kernel_regularizer=regulariser)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
+    for width in filters:
+        shortcut = layers.Conv2D(width, 1, strides=2, padding="same", use_bias=False)(x)
+        shortcut = layers.BatchNormalization()(shortcut)
+        x = layers.SeparableConv2D(width, 3, padding="same", use_bias=False, depthwise_regularizer=regulariser)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
+        x = layers.SeparableConv2D(width, 3, padding="same", use_bias=False, depthwise_regularizer=regulariser)(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+        x = layers.Add()([x, shortcut])
+    if dropout > 0:
+        x = layers.Dropout(dropout)(x)
+    x = layers.Conv2D(NUM_EMOTIONS, 3, padding="same")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Activation("softmax", name="probabilities")(x)
+    name = "mini_xception_" + "_".join(str(f) for f in filters)
+    return keras.Model(inputs, outputs, name=name)
+
+
+# -- augmentation ----------------------------------------------------------------------------
+def make_augmenter(rotation_deg: float, shift: float, zoom: float) -> Any:
+    """One random affine warp per image (flip, rotation, shift, zoom) in a single resampling op."""
+    import tensorflow as tf
+
+    size = float(IMAGE_SIZE)
+    centre = (size - 1.0) / 2.0
+
+    def augment(images: Any, targets: Any, *weights: Any) -> Any:
+        n = tf.shape(images)[0]
+        angle = tf.random.uniform([n], -1.0, 1.0) * (rotation_deg * np.pi / 180.0)
+        scale = 1.0 + tf.random.uniform([n], -zoom, zoom)  # >1 shows more of the picture (zoom out)
+        flip = tf.where(tf.random.uniform([n]) < 0.5, -1.0, 1.0)
+        dx = tf.random.uniform([n], -shift, shift) * size
+        dy = tf.random.uniform([n], -shift, shift) * size
+        cos, sin = tf.cos(angle) * scale, tf.sin(angle) * scale
+        # Output pixel (x, y) samples input (a0 x + a1 y + a2, b0 x + b1 y + b2), about the centre.
+        a0, a1 = cos * flip, -sin
+        b0, b1 = sin * flip, cos
+        a2 = centre - a0 * centre - a1 * centre + dx
+        b2 = centre - b0 * centre - b1 * centre + dy
+        zeros = tf.zeros([n])
+        transform = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+        warped = tf.raw_ops.ImageProjectiveTransformV3(
+            images=images,
+            transforms=transform,
+            output_shape=tf.constant([IMAGE_SIZE, IMAGE_SIZE]),
+            fill_value=0.0,
+            interpolation="BILINEAR",
+            fill_mode="REFLECT",
+        )
+        return (warped, targets, *weights)
+
+    return augment
+
+
+# -- training --------------------------------------------------------------------------------
+class TimeBudget:
+    """Keras callback factory: stop after the epoch that crosses a wall-clock budget."""
+
+    @staticmethod
+    def create(minutes: float) -> Any:
+        import keras
+
+        class _TimeBudget(keras.callbacks.Callback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.started = time.monotonic()
+                self.epoch_seconds: list[float] = []
+                self._epoch_start = self.started
+                self.stopped_for_time = False
+
+            def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+                self._epoch_start = time.monotonic()
+
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                now = time.monotonic()
+                self.epoch_seconds.append(now - self._epoch_start)
+                longest = max(self.epoch_seconds)
+                if now - self.started + longest > minutes * 60.0:
+                    print(f"\nstopping: the next epoch would pass the {minutes:.0f}-minute budget")
+                    self.stopped_for_time = True
+                    self.model.stop_training = True
+
+        return _TimeBudget()
+
+
+def cosine_by_time(base_lr: float, minutes: float, floor: float = 1e-5) -> Any:
+    """Keras callback: cosine-anneal the learning rate over the wall-clock budget.
+
+    On a shared CPU the number of epochs that fit is unknown up front; annealing by elapsed
+    time still ends training at a low learning rate, which a plateau schedule may never reach.
+    """
+    import keras
+
+    class _CosineByTime(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.started = time.monotonic()
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            fraction = min((time.monotonic() - self.started) / (minutes * 60.0), 1.0)
+            lr = floor + (base_lr - floor) * 0.5 * (1.0 + np.cos(np.pi * fraction))
+            self.model.optimizer.learning_rate.assign(lr)
+            print(f"epoch {epoch + 1}: learning rate {lr:.2e} ({fraction:.0%} of the time budget used)")
+
+    return _CosineByTime()
+
+
+def predict_with_flip(model: Any, x: np.ndarray, tta: bool, batch_size: int = 512) -> np.ndarray:
+    """Softmax probabilities, averaged with the mirrored face when ``tta`` is on."""
+    probs = model.predict(x, batch_size=batch_size, verbose=0)
+    if tta:
+        probs = (probs + model.predict(x[:, :, ::-1, :], batch_size=batch_size, verbose=0)) / 2.0
+    return np.asarray(probs, dtype=np.float64)
+
+
+def export_tflite(model: Any, path: Path, tta: bool) -> None:
+    """Convert to float32 TFLite with a dynamic batch; flip-averaging is baked in when ``tta``."""
+    import keras
+    import tensorflow as tf
+
+    served = model
+    if tta:
+        inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="face")
+        mirrored = keras.layers.Lambda(lambda t: keras.ops.flip(t, axis=2), name="mirror")(inputs)
+        outputs = keras.layers.Average(name="probabilities")([model(inputs), model(mirrored)])
+        served = keras.Model(inputs, outputs, name=f"{model.name}_flip_averaged")
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(served).convert())
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = parser.add_argument_group("data (FER2013 CSV by default)")
+    data.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT, help="datasets folder (face/ inside)")
+    data.add_argument("--fer-csv", type=Path, help="FER2013 CSV or .csv.gz (default DATA_ROOT/face/fer2013.csv.gz)")
+    data.add_argument("--image-dir", type=Path, help="image folders train/<emotion>/*, [validation/], [test/]")
+    data.add_argument("--ferplus", type=Path, help="FER+ votes (fer2013new.csv), row-aligned with the FER2013 CSV")
+    data.add_argument(
+        "--ferplus-weight",
+        type=float,
+        default=0.0,
+        help="share of the FER+ vote distribution in the training target (0 = FER+ only for evaluation)",
+    )
+    data.add_argument("--limit", type=int, default=0, help="use only the first N training faces (smoke tests)")
+    data.add_argument("--cache-dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "moodlens-cache")
+    train = parser.add_argument_group("training")
+    train.add_argument("--epochs", type=int, default=100)
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--learning-rate", type=float, default=1e-3)
+    train.add_argument("--filters", default="16,32,64,128", help="residual block widths")
+    train.add_argument("--l2", type=float, default=1e-4)
+    train.add_argument("--dropout", type=float, default=0.0)
+    train.add_argument("--class-weight-power", type=float, default=0.5, help="0 none, 1 fully balanced")
+    train.add_argument("--rotation", type=float, default=10.0, help="max rotation in degrees")
+    train.add_argument("--shift", type=float, default=0.1, help="max shift as a fraction of the side")
+    train.add_argument("--zoom", type=float, default=0.1, help="max zoom in/out as a fraction")
+    train.add_argument("--patience", type=int, default=15, help="early-stopping patience on val accuracy")
+    train.add_argument("--lr-patience", type=int, default=5, help="epochs without improvement before LR halves")
+    train.add_argument(
+        "--schedule",
+        choices=("plateau", "cosine-time"),
+        default="plateau",
+        help="halve the LR on validation plateaus, or cosine-anneal it over --time-budget-min",
+    )
+    train.add_argument("--time-budget-min", type=float, default=0.0, help="stop before this wall-clock budget")
+    train.add_argument("--no-tta", action="store_true", help="do not average with the mirrored face")
+    train.add_argument("--threads", type=int, default=2, help="TensorFlow intra-op threads")
+    train.add_argument("--seed", type=int, default=42)
+    train.add_argument("--output", type=Path, default=DEFAULT_MODELS_DIR / "face")
+    train.add_argument(
+        "--from-checkpoint",
+        type=Path,
+        help="skip fitting: finish (evaluate, export, card) from a checkpoint this script wrote",
+    )
+    train.add_argument("--note", action="append", default=[], help="a remark for the model card (repeatable)")
+    train.add_argument(
+        "--fit-minutes",
+        type=float,
+        default=0.0,
+        help="with --from-checkpoint: the wall-clock minutes the interrupted fit took (for the card)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    import keras
+
+    seed_everything(args.seed)
+
+    # Data.
+    if args.image_dir:
+        splits = load_image_folders(args.image_dir, args.seed)
+        source = f"image folders under {args.image_dir.name}/"
+    else:
+        fer_csv = args.fer_csv or args.data_root / "face" / "fer2013.csv.gz"
+        splits = load_fer_csv(fer_csv, args.cache_dir)
+        source = fer_csv.name
+    votes = load_ferplus(args.ferplus) if args.ferplus else None
+    if votes is not None and args.image_dir:
+        raise SystemExit("--ferplus needs the FER2013 CSV (its rows align with the CSV, not with image folders)")
+
+    x_train_u8, y_train = splits["Training"]
+    if args.limit:
+        x_train_u8, y_train = x_train_u8[: args.limit], y_train[: args.limit]
+    x_val_u8, y_val = splits["PublicTest"]
+    if args.limit:
+        x_val_u8, y_val = x_val_u8[: max(args.limit // 4, 256)], y_val[: max(args.limit // 4, 256)]
+    x_train, x_val = normalise(x_train_u8), normalise(x_val_u8)
+    print(f"data: {source}: train {len(y_train)}, validation {len(y_val)}")
+
+    # Training targets: one-hot original labels, optionally mixed with the FER+ vote distribution.
+    targets = np.eye(NUM_EMOTIONS, dtype=np.float32)[y_train]
+    if votes is not None and args.ferplus_weight > 0:
+        train_votes = votes["Training"][: len(y_train)]
+        totals = train_votes.sum(axis=1, keepdims=True)
+        has_votes = totals[:, 0] > 0
+        dist = np.divide(train_votes, totals, out=np.zeros_like(train_votes), where=totals > 0)
+        mixed = (1 - args.ferplus_weight) * targets + args.ferplus_weight * dist
+        targets = np.where(has_votes[:, None], mixed, targets).astype(np.float32)
+    weights = class_weights(y_train, args.class_weight_power)
+    sample_weight = np.array([weights[int(c)] for c in y_train], dtype=np.float32)
+    print("class weights:", {EMOTIONS[i]: round(w, 3) for i, w in weights.items()})
+
+    filters = tuple(int(f) for f in args.filters.split(","))
+    args.output.mkdir(parents=True, exist_ok=True)
+    checkpoint = args.output / "checkpoint_best.keras"
+    history_csv = args.output / "history.csv"
+    tta = not args.no_tta
+    time_budget = None
+
+    if args.from_checkpoint:
+        model = keras.models.load_model(args.from_checkpoint)
+        epochs_run = _history_length(history_csv)
+    else:
+        model = build_mini_xception(filters, args.l2, args.dropout)
+        model.compile(
+            optimizer=keras.optimizers.Adam(args.learning_rate),
+            loss=keras.losses.CategoricalCrossentropy(),
+            metrics=["accuracy"],
+        )
+        model.summary(print_fn=lambda line, **_: print(line))
+        augment = make_augmenter(args.rotation, args.shift, args.zoom)
+        train_ds = (
+            tf.data.Dataset.from_tensor_slices((x_train, targets, sample_weight))
+            .shuffle(len(y_train), seed=args.seed, reshuffle_each_iteration=True)
+            .batch(args.batch_size)
+            .map(augment, num_parallel_calls=1)
+            .prefetch(2)
+        )
+        val_targets = np.eye(NUM_EMOTIONS, dtype=np.float32)[y_val]
+        val_ds = tf.data.Dataset.from_tensor_slices((x_val, val_targets)).batch(512)
+        callbacks: list[Any] = [
+            keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_accuracy", mode="max", save_best_only=True),
+            keras.callbacks.EarlyStopping(
+                monitor="val_accuracy", mode="max", patience=args.patience, restore_best_weights=True
+            ),
+            keras.callbacks.CSVLogger(str(history_csv)),
+        ]
+        if args.schedule == "cosine-time":
+            if args.time_budget_min <= 0:
+                raise SystemExit("--schedule cosine-time needs --time-budget-min")
+            callbacks.append(cosine_by_time(args.learning_rate, args.time_budget_min))
+        else:
+            callbacks.append(
+                keras.callbacks.ReduceLROnPlateau(
+                    monitor="val_accuracy", mode="max", factor=0.5, patience=args.lr_patience, min_lr=1e-5
+                )
+            )
+        if args.time_budget_min > 0:
+            time_budget = TimeBudget.create(args.time_budget_min)
+            callbacks.append(time_budget)
+        fit = model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, callbacks=callbacks, verbose=1)
+        epochs_run = len(fit.history["loss"])
+        # EarlyStopping restores the best weights only when it fires; the checkpoint is the best.
+        if checkpoint.is_file():
+            model = keras.models.load_model(checkpoint)
+
+    finish(
+        args=args,
+        model=model,
+        splits=splits,
+        votes=votes,
+        y_val=y_val,
+        x_val=x_val,
+        tta=tta,
+        epochs_run=epochs_run,
+        started=started,
+        source=source,
+        filters=filters,
+        time_budget=time_budget,
+    )
+    return 0
+
+
+def _history_length(history_csv: Path) -> int:
+    if not history_csv.is_file():
+        return 0
+    with open(history_csv, encoding="utf-8") as handle:
+        return max(sum(1 for _ in handle) - 1, 0)
+
+
+def _read_history(history_csv: Path) -> dict[str, list[float]]:
+    if not history_csv.is_file():
+        return {}
+    with open(history_csv, encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return {key: [float(r[key]) for r in rows] for key in (rows[0].keys() if rows else []) if key != "epoch"}
+
+
+def finish(
+    *,
+    args: argparse.Namespace,
+    model: Any,
+    splits: dict[str, Split],
+    votes: dict[str, np.ndarray] | None,
+    y_val: np.ndarray,
+    x_val: np.ndarray,
+    tta: bool,
+    epochs_run: int,
+    started: float,
+    source: str,
+    filters: tuple[int, ...],
+    time_budget: Any,
+) -> None:
+    """Measure on validation and test, export Keras + TFLite, write the card and the plots."""
+    out: Path = args.output
+    model.save(out / KERAS_FILE)
+    export_tflite(model, out / TFLITE_FILE, tta)
+
+    val_probs = predict_with_flip(model, x_val, tta)
+    validation_metrics = classification_metrics(y_val, val_probs.argmax(axis=1))
+    validation_metrics["ece"] = expected_calibration_error(val_probs, y_val)
+    validation_plain = classification_metrics(y_val, predict_with_flip(model, x_val, False).argmax(axis=1))
+    print(f"validation accuracy {validation_metrics['accuracy']:.4f} (without flip {validation_plain['accuracy']:.4f})")
+
+    test_metrics: dict[str, Any] = {}
+    if "PrivateTest" in splits:
+        x_test_u8, y_test = splits["PrivateTest"]
+        test_probs = predict_with_flip(model, normalise(x_test_u8), tta)
+        name = "FER2013 PrivateTest (original labels)" if not args.image_dir else "test folder"
+        metrics = classification_metrics(y_test, test_probs.argmax(axis=1))
+        metrics["ece"] = expected_calibration_error(test_probs, y_test)
+        test_metrics[name] = metrics
+        plot_confusion_matrix(metrics["confusion_matrix"], out / "confusion_matrix.png", f"Face: {name}")
+        if votes is not None:
+            majority = ferplus_majority(votes["PrivateTest"])
+            keep = majority >= 0
+            fer_plus = classification_metrics(majority[keep], test_probs[keep].argmax(axis=1))
+            fer_plus["excluded_no_majority"] = int((~keep).sum())
+            test_metrics["FER2013 PrivateTest (FER+ majority labels)"] = fer_plus
+        print(json.dumps({k: round(v["accuracy"], 4) for k, v in test_metrics.items()}))
+    plot_training_curves(_read_history(out / "history.csv"), out / "training_curves.png", "Face MiniXception")
+
+    minutes = (time.monotonic() - started) / 60.0 + (args.fit_minutes if args.from_checkpoint else 0.0)
+    size = (out / TFLITE_FILE).stat().st_size
+    uses_ferplus_targets = votes is not None and args.ferplus_weight > 0
+    data = {
+        "datasets": [
+            {
+                "name": "FER2013",
+                "file": source,
+                "citation": "Goodfellow et al., Challenges in Representation Learning (ICML 2013 workshop)",
+                "licence": "research use only (Kaggle Facial Expression Recognition Challenge terms)",
+            }
+        ],
+    }
+    if votes is not None:
+        data["datasets"].append(
+            {
+                "name": "FER+ (fer2013new.csv)",
+                "citation": "Barsoum et al., ICMI 2016",
+                "licence": "MIT (Microsoft Corporation)",
+                "use": "training targets mixed in" if uses_ferplus_targets else "evaluation labels only",
+            }
+        )
+    data_text = "; ".join(
+        f"{d['name']} ({d['citation']}; licence: {d['licence']}" + (f"; {d['use']}" if "use" in d else "") + ")"
+        for d in data["datasets"]
+    )
+    card = {
+        "model_name": f"face-{model.name.replace('_', '-')}",
+        "modality": "face",
+        "architecture": f"MiniXception, residual separable blocks {list(filters)}, GAP + softmax",
+        "data": data_text,
+        "datasets": data["datasets"],
+        "split": (
+            "FER2013 Usage column: Training to fit, PublicTest for validation (early stopping, LR schedule, "
+            "checkpoint selection), PrivateTest only for this final measurement"
+            if not args.image_dir
+            else "train/ to fit, validation/ (or 10 % of train/) to validate, test/ only to measure"
+        ),
+        "test_metrics": test_metrics,
+        "validation_metrics": validation_metrics,
+        "validation_accuracy_without_flip": validation_plain["accuracy"],
+        "size_bytes": size,
+        "files": {"serving": TFLITE_FILE, "keras": KERAS_FILE},
+        "input": {
+            "size": IMAGE_SIZE,
+            "channels": 1,
+            "normalisation": NORMALISATION,
+            "face_crop": "square Haar frontal-face box (preprocessing.image.crop_face, margin 0 chosen on PublicTest)",
+        },
+        "test_time_flip": tta,
+        "training": {
+            "epochs_run": epochs_run,
+            "stopped_for_time_budget": bool(time_budget and time_budget.stopped_for_time),
+            "finished_from_checkpoint": bool(args.from_checkpoint),
+            "wall_clock_minutes": round(minutes, 1),
+            "hardware": "2-core CPU (shared)",
+            "seed": args.seed,
+            "hyper_parameters": {
+                "optimizer": "Adam",
+                "learning_rate": args.learning_rate,
+                "lr_schedule": (
+                    f"cosine annealing over a {args.time_budget_min:.0f}-minute wall-clock budget to 1e-5"
+                    if args.schedule == "cosine-time"
+                    else f"halve on val-accuracy plateau ({args.lr_patience} epochs), min 1e-5"
+                ),
+                "batch_size": args.batch_size,
+                "max_epochs": args.epochs,
+                "early_stopping_patience": args.patience,
+                "l2": args.l2,
+                "dropout": args.dropout,
+                "class_weight_power": args.class_weight_power,
+                "augmentation": {
+                    "horizontal_flip": True,
+                    "rotation_deg": args.rotation,
+                    "shift": args.shift,
+                    "zoom": args.zoom,
+                },
+                "ferplus_target_weight": args.ferplus_weight if votes is not None else 0.0,
+                "train_limit": args.limit or None,
+            },
+        },
+        "licence": "Weights derived from FER2013 (research use only); code under the repository licence",
+        "notes": list(args.note),
+    }
+    sections = []
+    if args.note:
+        sections += ["## Notes", "", *[f"- {note}" for note in args.note], ""]
+    sections += [
+        "## Validation (FER2013 PublicTest)",
+        "",
+        f"accuracy {validation_metrics['accuracy']:.4f}, macro-F1 {validation_metrics['macro_f1']:.4f}",
+        "",
+        "## Training",
+        "",
+        f"{epochs_run} epochs, {minutes:.1f} minutes on a 2-core CPU, seed {args.seed}, Adam "
+        f"{args.learning_rate}, batch {args.batch_size}; augmentation flips, rotation {args.rotation} deg, "
+        f"shift {args.shift}, zoom {args.zoom}; class weights (inverse frequency)^{args.class_weight_power}.",
+        "",
+        "## Input",
+        "",
+        f"48x48 grayscale face crop, {NORMALISATION}. Served as TFLite"
+        + (" with the mirrored face averaged in." if tta else "."),
+        "",
+        "![confusion matrix](confusion_matrix.png)",
+        "",
+        "![training curves](training_curves.png)",
+    ]
+    write_model_card(out, card, sections)
+    print(f"wrote {out} ({size / 1e6:.2f} MB TFLite) in {minutes:.1f} min")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

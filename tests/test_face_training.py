@@ -1,0 +1,117 @@
+"""Specification of model_training/train_face.py's data handling (no network is trained here).
+
+FER2013's emotion codes map onto our label order, the CSV is read plain or gzipped and split
+by its Usage column, users' image folders with common name variants are understood, FER+
+votes give majority labels only where there is a clear winner, and disgust gets the largest
+class weight.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from inference.labels import EMOTIONS
+from model_training.common import DEFAULT_DATA_ROOT
+from model_training.train_face import (
+    FER_TO_OURS,
+    class_weights,
+    ferplus_majority,
+    load_fer_csv,
+    load_ferplus,
+    load_image_folders,
+    parse_args,
+)
+
+
+def fer_row(code: int, grey: int, usage: str) -> str:
+    return f"{code},{' '.join([str(grey)] * 2304)},{usage}\n"
+
+
+def test_fer2013_emotion_codes_map_onto_our_label_order() -> None:
+    fer_names = ["Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral"]
+    assert [EMOTIONS[i] for i in FER_TO_OURS] == [name.lower() for name in fer_names]
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_the_fer2013_csv_is_read_plain_or_gzipped_and_split_by_usage(tmp_path: Path, compressed: bool) -> None:
+    text = "emotion,pixels,Usage\n" + fer_row(3, 10, "Training") + fer_row(4, 20, "Training")
+    text += fer_row(6, 30, "PublicTest") + fer_row(1, 40, "PrivateTest")
+    path = tmp_path / ("fer.csv.gz" if compressed else "fer.csv")
+    if compressed:
+        path.write_bytes(gzip.compress(text.encode()))
+    else:
+        path.write_text(text)
+    splits = load_fer_csv(path, cache_dir=tmp_path / "cache")
+    x, y = splits["Training"]
+    assert x.shape == (2, 48, 48) and x.dtype == np.uint8
+    assert [EMOTIONS[i] for i in y] == ["happy", "sad"]
+    assert EMOTIONS[splits["PublicTest"][1][0]] == "neutral"
+    assert EMOTIONS[splits["PrivateTest"][1][0]] == "disgust"
+    cached = load_fer_csv(path, cache_dir=tmp_path / "cache")  # second read comes from the .npz cache
+    np.testing.assert_array_equal(cached["Training"][0], x)
+
+
+def test_image_folders_with_common_emotion_names_are_understood(tmp_path: Path) -> None:
+    for split, folders in {
+        "train": ["Happy", "surprised", "fearful", "anger"],
+        "validation": ["happiness", "Surprise"],
+        "test": ["sad"],
+    }.items():
+        for folder in folders:
+            (tmp_path / split / folder).mkdir(parents=True)
+            Image.fromarray(np.full((64, 64), 99, np.uint8)).save(tmp_path / split / folder / "a.png")
+    (tmp_path / "train" / "contempt").mkdir()  # not one of our 7: skipped
+    splits = load_image_folders(tmp_path, seed=42)
+    x, y = splits["Training"]
+    assert x.shape == (4, 48, 48)
+    assert sorted(EMOTIONS[i] for i in y) == ["angry", "fear", "happy", "surprise"]
+    assert sorted(EMOTIONS[i] for i in splits["PublicTest"][1]) == ["happy", "surprise"]
+    assert [EMOTIONS[i] for i in splits["PrivateTest"][1]] == ["sad"]
+
+
+def test_ferplus_majority_labels_skip_ties_and_rows_without_votes(tmp_path: Path) -> None:
+    header = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF\n"
+    rows = [
+        "PrivateTest,a.png,0,9,1,0,0,0,0,0,0,0\n",  # clear happiness
+        "PrivateTest,b.png,4,0,0,4,0,0,0,2,0,0\n",  # tie neutral/sadness
+        "PrivateTest,,0,0,0,0,0,0,0,0,0,10\n",  # not a face
+    ]
+    path = tmp_path / "fer2013new.csv"
+    path.write_text(header + "".join(rows))
+    votes = load_ferplus(path)["PrivateTest"]
+    majority = ferplus_majority(votes)
+    assert EMOTIONS[majority[0]] == "happy"
+    assert majority[1] == -1 and majority[2] == -1
+
+
+def test_the_rare_disgust_class_gets_the_largest_class_weight() -> None:
+    counts = {"angry": 3995, "disgust": 436, "fear": 4097, "happy": 7215, "neutral": 4965, "sad": 4830}
+    counts["surprise"] = 3171
+    labels = np.concatenate([np.full(n, EMOTIONS.index(e)) for e, n in counts.items()])
+    weights = class_weights(labels, power=0.5)
+    assert max(weights, key=weights.get) == EMOTIONS.index("disgust")
+    assert min(weights, key=weights.get) == EMOTIONS.index("happy")
+    assert class_weights(labels, power=0.0)[EMOTIONS.index("disgust")] == pytest.approx(1.0)
+
+
+def test_defaults_follow_the_brief_seed_42_adam_1e3_and_models_face() -> None:
+    args = parse_args([])
+    assert args.seed == 42
+    assert args.learning_rate == pytest.approx(1e-3)
+    assert args.output.parts[-2:] == ("models", "face")
+    assert args.data_root == DEFAULT_DATA_ROOT
+
+
+@pytest.mark.needs_data
+@pytest.mark.skipif(
+    not (DEFAULT_DATA_ROOT / "face" / "fer2013new.csv").is_file(),
+    reason="the FER+ label file is not beside the repository (../shared/datasets/face)",
+)
+def test_the_real_ferplus_file_aligns_with_the_fer2013_usage_blocks() -> None:
+    votes = load_ferplus(DEFAULT_DATA_ROOT / "face" / "fer2013new.csv")
+    assert {name: len(v) for name, v in votes.items()} == {"Training": 28709, "PublicTest": 3589, "PrivateTest": 3589}
