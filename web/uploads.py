@@ -18,7 +18,8 @@ from werkzeug.utils import secure_filename
 from inference.errors import InputTooLarge, InvalidInput, UnsupportedMediaType, UnusableInput
 from services.analysis import MediaInput
 
-IMAGE_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp", "image/tiff")
+#: What the face preprocessing decodes; GIF and TIFF are recognised only to name them in the 415.
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp")
 AUDIO_TYPES = (
     "audio/wav",
     "audio/flac",
@@ -77,7 +78,7 @@ def _check_image(data: bytes) -> dict[str, int]:
             width, height = image.size
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise UnsupportedMediaType(
-            "The image could not be read; send a JPEG, PNG, GIF, WebP, BMP or TIFF file.", code="undecodable_image"
+            "The image could not be read; send a JPEG, PNG, WebP or BMP file.", code="undecodable_image"
         ) from exc
     except Image.DecompressionBombError as exc:
         raise InputTooLarge(f"The image is too large (limit {max_pixels:,} pixels).", code="image_too_large") from exc
@@ -120,7 +121,7 @@ def read_upload(field: str, modality: str, *, required: bool = True) -> MediaInp
     allowed = IMAGE_TYPES if modality == "face" else AUDIO_TYPES
     if media_type not in allowed:
         what = (
-            "an image (JPEG, PNG, GIF, WebP, BMP, TIFF)"
+            "an image (JPEG, PNG, WebP, BMP)"
             if modality == "face"
             else ("an audio recording (WAV, FLAC, OGG, MP3, WebM, MP4/M4A, AIFF)")
         )
