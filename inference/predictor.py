@@ -1,0 +1,164 @@
+"""The Python API: one object that runs the recognisers and fuses their answers.
+
+The web routes call the same methods, so the API and the web application cannot disagree.
+
+    predictor = MultimodalEmotionPredictor(RecognizerRegistry.from_models_dir("models"))
+    predictor.predict_from_text("I can't believe we won!")
+    predictor.predict_multimodal(image_path="photo.jpg", audio_path="clip.wav", text="...",
+                                 strategy="calibrated", weights={"face": 0.5})
+
+Every call returns ``{"emotion", "confidence", "probabilities", "modalities_used",
+"individual_results", "dropped", "fusion"}``. In a multimodal call a modality whose
+recogniser refuses (no face, silence, missing model, ...) is dropped and recorded under
+``dropped`` with its error code and message, as long as another modality succeeds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from inference.base import Prediction
+from inference.errors import EmotionAppError, InvalidInput, UnusableInput
+from inference.fusion import DEFAULT_STRATEGY, FusionEngine
+from inference.labels import MODALITIES
+from inference.registry import RecognizerRegistry
+
+logger = logging.getLogger(__name__)
+
+
+def _read_media(value: bytes | bytearray | memoryview | str | Path, modality: str) -> bytes:
+    """Bytes as given, or the contents of the file a path names."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, (str, Path)):
+        path = Path(value)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise InvalidInput(f"The {modality} file {path.name!r} does not exist.", code="file_not_found") from None
+        except OSError as exc:
+            raise InvalidInput(f"The {modality} file {path.name!r} cannot be read: {exc.strerror}.") from None
+    raise InvalidInput(f"The {modality} input must be bytes or a file path, not {type(value).__name__}.")
+
+
+def _single_result(prediction: Prediction) -> dict[str, Any]:
+    return {
+        "emotion": prediction.label,
+        "confidence": prediction.confidence,
+        "probabilities": prediction.probabilities_dict(),
+        "modalities_used": [prediction.modality],
+        "individual_results": {prediction.modality: prediction.to_dict()},
+        "dropped": {},
+        "fusion": None,
+    }
+
+
+class MultimodalEmotionPredictor:
+    """Runs face, speech and text recognisers from a registry and fuses their outputs."""
+
+    def __init__(self, registry: RecognizerRegistry, fusion: FusionEngine | None = None) -> None:
+        self.registry = registry
+        self.fusion = fusion if fusion is not None else FusionEngine()
+
+    # -- one modality -------------------------------------------------------------------
+    def _run(self, modality: str, raw: Any, options: Mapping[str, Any] | None) -> Prediction:
+        recognizer = self.registry.get(modality)  # ModelUnavailable when not bundled
+        return recognizer.predict(raw, **dict(options or {}))
+
+    def predict_from_image(self, image: bytes | str | Path, **options: Any) -> dict[str, Any]:
+        """Face emotion from image bytes or a path; raises the recogniser's error."""
+        return _single_result(self._run("face", _read_media(image, "image"), options))
+
+    def predict_from_audio(self, audio: bytes | str | Path, **options: Any) -> dict[str, Any]:
+        """Speech emotion from audio bytes or a path; raises the recogniser's error."""
+        return _single_result(self._run("speech", _read_media(audio, "audio"), options))
+
+    def predict_from_text(self, text: str, **options: Any) -> dict[str, Any]:
+        """Text emotion; raises the recogniser's error (e.g. empty text)."""
+        if not isinstance(text, str):
+            raise InvalidInput(f"The text must be a string, not {type(text).__name__}.")
+        return _single_result(self._run("text", text, options))
+
+    # -- several modalities -------------------------------------------------------------
+    def predict_multimodal(
+        self,
+        image_path: str | Path | None = None,
+        audio_path: str | Path | None = None,
+        text: str | None = None,
+        *,
+        image: bytes | None = None,
+        audio: bytes | None = None,
+        strategy: str = DEFAULT_STRATEGY,
+        weights: Mapping[str, float] | None = None,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Run every given modality, drop the ones that fail, fuse the rest with ``strategy``.
+
+        Options are validated before any model runs. One given modality that fails raises its
+        own error; several that all fail raise ``UnusableInput(code="no_usable_modality")``.
+        """
+        if image is not None and image_path is not None:
+            raise InvalidInput("Give the image either as bytes or as a path, not both.")
+        if audio is not None and audio_path is not None:
+            raise InvalidInput("Give the audio either as bytes or as a path, not both.")
+        inputs: dict[str, Any] = {}
+        if image is not None or image_path is not None:
+            inputs["face"] = image if image is not None else image_path
+        if audio is not None or audio_path is not None:
+            inputs["speech"] = audio if audio is not None else audio_path
+        if text is not None:
+            inputs["text"] = text
+        if not inputs:
+            raise InvalidInput("Give at least one of an image, an audio clip or a text.", code="no_input")
+        options = dict(options or {})
+        unknown = set(options) - set(MODALITIES)
+        if unknown:
+            raise InvalidInput(f"Unknown modality in options: {', '.join(sorted(unknown))}.")
+
+        strategy, _ = self.fusion.validate(strategy, weights, inputs)
+
+        predictions: dict[str, Prediction] = {}
+        dropped: dict[str, dict[str, str]] = {}
+        for modality, raw in inputs.items():
+            try:
+                if modality == "text":
+                    if not isinstance(raw, str):
+                        raise InvalidInput(f"The text must be a string, not {type(raw).__name__}.")
+                    payload = raw
+                else:
+                    payload = _read_media(raw, "image" if modality == "face" else "audio")
+                predictions[modality] = self._run(modality, payload, options.get(modality))
+            except EmotionAppError as exc:
+                if len(inputs) == 1:
+                    raise
+                dropped[modality] = {"code": exc.code, "message": exc.message}
+            except Exception:
+                if len(inputs) == 1:
+                    raise
+                # An unexpected failure in one recogniser must not sink the others' answers.
+                logger.exception("The %s recogniser failed unexpectedly", modality)
+                dropped[modality] = {
+                    "code": "recognizer_failed",
+                    "message": f"The {modality} recogniser failed unexpectedly; it was left out.",
+                }
+
+        if not predictions:
+            reasons = "; ".join(f"{m}: {d['message']}" for m, d in dropped.items())
+            error = UnusableInput(f"No modality could be analysed ({reasons})", code="no_usable_modality")
+            error.dropped = dropped  # type: ignore[attr-defined]  # for callers that store the reasons
+            raise error
+
+        fused = self.fusion.fuse({m: p.probabilities for m, p in predictions.items()}, strategy, weights)
+        used_modalities = [m for m in MODALITIES if m in predictions]
+        return {
+            "emotion": fused.label,
+            "confidence": fused.confidence,
+            "probabilities": fused.probabilities_dict(),
+            "modalities_used": used_modalities,
+            "individual_results": {m: predictions[m].to_dict() for m in used_modalities},
+            "dropped": dropped,
+            "fusion": fused.to_dict(),
+        }

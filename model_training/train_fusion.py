@@ -1,0 +1,410 @@
+"""Fit the fusion artefacts on *validation* data and write models/fusion/.
+
+    python -m model_training.train_fusion                 # then evaluates on the test triples
+    python -m model_training.train_fusion --no-evaluate --train-per-label 600
+
+1. Runs the bundled face, speech and text recognisers once over each model's validation split
+   (cached outside the repository, see :mod:`model_training.triples`).
+2. Fits one temperature per modality by minimising the NLL of its whole validation split
+   (``temperatures.json``), for the ``calibrated`` strategy.
+3. Builds label-matched validation triples and trains the ``stacker`` strategy, a scikit-learn
+   Random Forest over the 21 probabilities plus a 3-value presence mask, with random modality
+   dropout (every triple is shown with all three modalities and ``--copies`` times with a random
+   non-empty subset), so it answers any subset (``stacker.joblib``).
+4. Writes ``card.json`` and ``MODEL_CARD.md``, then (unless ``--no-evaluate``) runs
+   :mod:`model_training.evaluate_fusion` on the test triples, which adds the test figures.
+
+Hyper-parameters are fixed in advance (no search); the test split is measured once, at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import itertools
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inference.calibration import TEMPERATURES_FILE, fit_temperature, negative_log_likelihood, temperature_scale
+from inference.fusion import (
+    DEFAULT_GATE_THRESHOLD,
+    DEFAULT_WEIGHTS,
+    STACKER_FILE,
+    STRATEGIES,
+    stacker_feature_matrix,
+    stacker_proba,
+)
+from inference.labels import EMOTIONS, MODALITIES
+from model_training.common import directory_size_bytes, expected_calibration_error, seed_everything, write_model_card
+from model_training.triples import (
+    add_data_arguments,
+    build_triples,
+    describe,
+    load_pools,
+    split_pool,
+    triple_probabilities,
+)
+
+MODEL_NAME = "moodlens-fusion"
+DATA_LICENCES = (
+    "Face: FER2013 (Goodfellow et al. 2013; research use). Speech: RAVDESS (Livingstone & Russo 2018; "
+    "CC BY-NC-SA 4.0). Text: GoEmotions (Demszky et al. 2020; Apache-2.0) and CARER (Saravia et al. 2018; "
+    "research use). The fusion artefacts are fitted on the three models' outputs on these validation splits."
+)
+
+
+# -- temperatures --------------------------------------------------------------------------
+def fit_temperatures(pools: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
+    """One NLL-minimising temperature per modality, on its whole validation split."""
+    temperatures: dict[str, float] = {}
+    report: dict[str, Any] = {}
+    for modality in MODALITIES:
+        pool = pools[modality]
+        t = fit_temperature(pool.probabilities, pool.labels)
+        temperatures[modality] = round(t, 6)
+        scaled = temperature_scale(pool.probabilities, t)
+        report[modality] = {
+            "n": len(pool),
+            "source": pool.source,
+            "temperature": t,
+            "nll_before": negative_log_likelihood(pool.probabilities, pool.labels),
+            "nll_after": negative_log_likelihood(pool.probabilities, pool.labels, t),
+            "ece_before": expected_calibration_error(pool.probabilities, pool.labels),
+            "ece_after": expected_calibration_error(scaled, pool.labels),
+            "accuracy": float((pool.probabilities.argmax(axis=1) == pool.labels).mean()),
+        }
+    return temperatures, report
+
+
+# -- the stacker ---------------------------------------------------------------------------
+def dropout_masks(n: int, copies: int, drop_probability: float, rng: np.random.Generator) -> np.ndarray:
+    """``(n * (copies + 1), 3)`` presence masks: all present once, then ``copies`` random non-empty subsets."""
+    masks = [np.ones((n, len(MODALITIES)))]
+    for _ in range(copies):
+        mask = (rng.random((n, len(MODALITIES))) >= drop_probability).astype(float)
+        empty = mask.sum(axis=1) == 0
+        while empty.any():  # an empty subset is never a request: redraw it
+            mask[empty] = (rng.random((int(empty.sum()), len(MODALITIES))) >= drop_probability).astype(float)
+            empty = mask.sum(axis=1) == 0
+        masks.append(mask)
+    return np.concatenate(masks)
+
+
+def stacker_training_set(
+    probs: dict[str, np.ndarray], labels: np.ndarray, copies: int, drop_probability: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features (with modality dropout applied through the presence mask) and labels."""
+    rng = np.random.default_rng(seed)
+    masks = dropout_masks(len(labels), copies, drop_probability, rng)
+    repeated = {m: np.tile(probs[m], (copies + 1, 1)) for m in MODALITIES}
+    return stacker_feature_matrix(repeated, masks), np.tile(labels, copies + 1)
+
+
+def train_stacker(
+    features: np.ndarray, labels: np.ndarray, args: argparse.Namespace, max_features: str | None = "sqrt"
+) -> Any:
+    from sklearn.ensemble import RandomForestClassifier
+
+    model = RandomForestClassifier(
+        n_estimators=args.n_estimators,
+        min_samples_leaf=args.min_samples_leaf,
+        max_depth=args.max_depth,
+        max_features=max_features,
+        n_jobs=args.threads,
+        random_state=args.seed,
+    )
+    model.fit(features, labels)
+    model.n_jobs = 1  # serving predicts one row at a time; threads only cost there
+    return model
+
+
+#: The small grid chosen from by validation-only cross-validation (``--no-select`` skips it).
+STACKER_GRID: tuple[dict[str, Any], ...] = tuple(
+    {"min_samples_leaf": leaf, "max_features": features} for leaf in (5, 20, 50, 100) for features in ("sqrt", None)
+)
+ALL_SUBSETS: tuple[tuple[int, ...], ...] = tuple(
+    mask for mask in itertools.product((0, 1), repeat=len(MODALITIES)) if any(mask)
+)
+
+
+def subset_accuracy(model: Any, probs: dict[str, np.ndarray], labels: np.ndarray) -> float:
+    """Mean accuracy over the 7 non-empty modality subsets (the stacker must serve them all)."""
+    scores = []
+    for mask in ALL_SUBSETS:
+        present = np.tile(np.asarray(mask, dtype=float), (len(labels), 1))
+        predicted = stacker_proba(model, stacker_feature_matrix(probs, present)).argmax(axis=1)
+        scores.append(float((predicted == labels).mean()))
+    return float(np.mean(scores))
+
+
+def select_stacker(pools: dict[str, Any], args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Pick RF settings by 2-fold cross-validation *within the validation data*.
+
+    Each modality's validation examples are split in two (speech by speaker), triples are built
+    inside each half, so no face, clip or text is on both sides of a fold.
+    """
+    scores: dict[int, list[float]] = {i: [] for i in range(len(STACKER_GRID))}
+    for fold in range(2):
+        halves = {m: split_pool(pool, fold, 2, args.seed) for m, pool in pools.items()}
+        fit_pools = {m: h[0] for m, h in halves.items()}
+        held_pools = {m: h[1] for m, h in halves.items()}
+        fit = build_triples(fit_pools, max(args.train_per_label // 2, 1), args.seed, "validation")
+        held = build_triples(held_pools, max(args.train_per_label // 4, 1), args.seed + 1, "validation")
+        features, labels = stacker_training_set(
+            triple_probabilities(fit, fit_pools), fit.labels, args.copies, args.drop_probability, args.seed
+        )
+        held_probs = triple_probabilities(held, held_pools)
+        for i, params in enumerate(STACKER_GRID):
+            trial = argparse.Namespace(**{**vars(args), "min_samples_leaf": params["min_samples_leaf"]})
+            model = train_stacker(features, labels, trial, params["max_features"])
+            scores[i].append(subset_accuracy(model, held_probs, held.labels))
+    table = [
+        {**STACKER_GRID[i], "fold_scores": scores[i], "mean_subset_accuracy": float(np.mean(scores[i]))}
+        for i in range(len(STACKER_GRID))
+    ]
+    best = max(range(len(table)), key=lambda i: table[i]["mean_subset_accuracy"])
+    for row in table:
+        leaf, features, score = row["min_samples_leaf"], row["max_features"] or "all", row["mean_subset_accuracy"]
+        print(f"stacker min_samples_leaf={leaf} max_features={features}: mean subset accuracy {score:.4f}", flush=True)
+    return dict(STACKER_GRID[best]), table
+
+
+# -- the card ------------------------------------------------------------------------------
+def _card_sections(card: dict[str, Any]) -> list[str]:
+    lines = [
+        "## What fusion does",
+        "",
+        f"Strategies: {', '.join(STRATEGIES)} (default calibrated; see inference/fusion.py). Default base "
+        f"weights {DEFAULT_WEIGHTS}, gate threshold {DEFAULT_GATE_THRESHOLD}.",
+        "",
+        "## Temperatures (fitted on each model's validation split by minimising NLL)",
+        "",
+        "| modality | validation data | n | T | NLL before -> after | ECE before -> after |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for modality, v in card["calibration"].items():
+        lines.append(
+            f"| {modality} | {v['source']} | {v['n']} | {v['temperature']:.3f} | {v['nll_before']:.4f} -> "
+            f"{v['nll_after']:.4f} | {v['ece_before']:.4f} -> {v['ece_after']:.4f} |"
+        )
+    stacker = card["stacker"]
+    lines += [
+        "",
+        "## Stacker",
+        "",
+        f"scikit-learn {stacker['sklearn_version']} RandomForestClassifier {stacker['hyper_parameters']} over "
+        "24 features: face, speech and text probabilities (7 each, zeros when absent) and a presence mask. "
+        f"Trained on {stacker['training_rows']} rows: {stacker['triples']} validation triples, each shown with all "
+        f"three modalities and {stacker['dropout_copies']} more times with each modality dropped with probability "
+        f"{stacker['drop_probability']} (empty subsets redrawn). Out-of-bag accuracy is not reported: copies of a "
+        "triple share its probabilities. Loaded with joblib: load it only from this repository, never from an "
+        "untrusted source.",
+    ]
+    grid = stacker.get("selection", {}).get("grid") or []
+    if grid:
+        lines += [
+            "",
+            "Settings chosen by 2-fold cross-validation inside the validation data (each modality's validation "
+            "examples halved, speech by speaker; triples built within each half), scored by the mean accuracy over "
+            "the 7 modality subsets:",
+            "",
+            "| min_samples_leaf | max_features | mean subset accuracy |",
+            "|---:|---|---:|",
+        ]
+        lines += [
+            f"| {row['min_samples_leaf']} | {row['max_features'] or 'all'} | {row['mean_subset_accuracy']:.4f} |"
+            for row in grid
+        ]
+    lines += [
+        "",
+        "## Limits",
+        "",
+        "Triples pair independent examples from three corpora by label; real faces, voices and words of one person "
+        "are correlated, so the fused gain measured here is optimistic. The temperatures and the stacker belong to "
+        "the exact face, speech and text model versions listed in card.json; retrain fusion when a model changes.",
+    ]
+    return lines
+
+
+def write_card(output_dir: Path, card: dict[str, Any], evaluation_markdown: str | None = None) -> None:
+    """card.json and MODEL_CARD.md; the test evaluation table is appended when given."""
+    sections = _card_sections(card)
+    if evaluation_markdown:
+        body = evaluation_markdown.splitlines()[1:]  # drop its own title
+        sections += ["", "## Test evaluation (model_training.evaluate_fusion)", ""]
+        sections += [f"#{line}" if line.startswith("## ") else line for line in body]
+    write_model_card(output_dir, card, sections)
+
+
+def update_card_with_evaluation(
+    fusion_dir: Path, result: dict[str, Any], full_metrics: dict[str, Any], evaluation_markdown: str
+) -> None:
+    """Put the test figures (all three modalities, default and best strategy) into the card."""
+    path = fusion_dir / "card.json"
+    if not path.is_file():
+        return
+    card = json.loads(path.read_text(encoding="utf-8"))
+    best = result["targets"]["best_strategy"]
+    card["test_metrics"] = {
+        f"test triples, all three, {name} strategy": full_metrics[name]
+        for name in dict.fromkeys(["calibrated", best])
+        if name in full_metrics
+    }
+    card["evaluation"] = {
+        "targets": result["targets"],
+        "single": result["single"],
+        "fused": result["fused"],
+        "calibration": result["calibration"],
+        "data": result["data"],
+    }
+    write_card(fusion_dir, card, evaluation_markdown)
+
+
+# -- main ----------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_arguments(parser)
+    parser.add_argument("--output-dir", type=Path, help="where to write (default MODELS_DIR/fusion)")
+    parser.add_argument("--train-per-label", type=int, default=600, help="validation triples per label")
+    parser.add_argument("--copies", type=int, default=4, help="modality-dropout copies of each triple")
+    parser.add_argument("--drop-probability", type=float, default=0.4)
+    parser.add_argument("--n-estimators", type=int, default=150)
+    parser.add_argument("--min-samples-leaf", type=int, default=20, help="used as given with --no-select")
+    parser.add_argument("--max-features", default="sqrt", help="'sqrt' or 'all'; used as given with --no-select")
+    parser.add_argument(
+        "--no-select", dest="select", action="store_false", help="skip the validation-only choice of RF settings"
+    )
+    parser.add_argument("--max-depth", type=int, default=14)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-evaluate", action="store_true", help="do not measure on the test triples afterwards")
+    return parser.parse_args(argv)
+
+
+def _component_models(registry: Any) -> dict[str, Any]:
+    from model_training.triples import _card_hash
+
+    status = registry.status()
+    return {
+        m: {
+            "model_name": status[m].get("model_name"),
+            "model_version": status[m].get("model_version"),
+            "card_sha1": _card_hash(registry.get(m).model_dir),
+        }
+        for m in MODALITIES
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    seed_everything(args.seed)
+    from sklearn import __version__ as sklearn_version
+
+    from inference.registry import RecognizerRegistry
+
+    output_dir = Path(args.output_dir) if args.output_dir else Path(args.models_dir) / "fusion"
+    started = time.perf_counter()
+    registry = RecognizerRegistry.from_models_dir(args.models_dir)
+    missing = [m for m in MODALITIES if m not in registry.available()]
+    if missing:
+        print(f"these models are not installed yet: {', '.join(missing)}", file=sys.stderr)
+        return 2
+
+    pools = load_pools(args, "validation", registry)
+    temperatures, calibration = fit_temperatures(pools)
+    for modality, v in calibration.items():
+        print(
+            f"{modality}: T = {v['temperature']:.3f}, validation ECE {v['ece_before']:.4f} -> {v['ece_after']:.4f}, "
+            f"NLL {v['nll_before']:.4f} -> {v['nll_after']:.4f} (n={v['n']})",
+            flush=True,
+        )
+
+    triples = build_triples(pools, args.train_per_label, args.seed, "validation")
+    probs = triple_probabilities(triples, pools)
+    features, labels = stacker_training_set(probs, triples.labels, args.copies, args.drop_probability, args.seed)
+    selection: list[dict[str, Any]] = []
+    max_features: str | None = None if args.max_features == "all" else args.max_features
+    if args.select:
+        chosen, selection = select_stacker(pools, args)
+        args.min_samples_leaf, max_features = chosen["min_samples_leaf"], chosen["max_features"]
+    model = train_stacker(features, labels, args, max_features)
+
+    import joblib
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / TEMPERATURES_FILE).write_text(
+        json.dumps({"temperatures": temperatures, "fitted_on": "validation splits, NLL"}, indent=2) + "\n",
+        encoding="utf-8",
+    )
+    joblib.dump(model, output_dir / STACKER_FILE, compress=3)
+    hyper = {
+        "n_estimators": args.n_estimators,
+        "min_samples_leaf": args.min_samples_leaf,
+        "max_depth": args.max_depth,
+        "max_features": max_features or "all",
+    }
+    card: dict[str, Any] = {
+        "model_name": MODEL_NAME,
+        "modality": "fusion (face + speech + text)",
+        "version": dt.date.today().isoformat(),
+        "data": DATA_LICENCES,
+        "split": (
+            "Fitted on label-matched validation triples (FER2013 PublicTest, the speech model's validation actors, "
+            "GoEmotions dev + CARER val single-label rows); measured on test triples (FER2013 PrivateTest, the "
+            "speech model's test actors, GoEmotions test + CARER test). See model_training/triples.py."
+        ),
+        "test_metrics": {},
+        "labels": list(EMOTIONS),
+        "files": {"temperatures": TEMPERATURES_FILE, "stacker": STACKER_FILE},
+        "size_bytes": directory_size_bytes(output_dir, [TEMPERATURES_FILE, STACKER_FILE]),
+        "temperatures": temperatures,
+        "calibration": calibration,
+        "stacker": {
+            "sklearn_version": sklearn_version,
+            "numpy_version": np.__version__,
+            "hyper_parameters": hyper,
+            "triples": len(triples),
+            "training_rows": len(labels),
+            "dropout_copies": args.copies,
+            "drop_probability": args.drop_probability,
+            "features": "face[7], speech[7], text[7] probabilities (zeros when absent), presence mask[3]",
+            "selection": {
+                "method": "2-fold CV inside the validation data (speech split by speaker), mean accuracy over the "
+                "7 modality subsets",
+                "grid": selection,
+            },
+        },
+        "validation_data": describe(pools, triples),
+        "component_models": _component_models(registry),
+        "training": {
+            "seed": args.seed,
+            "wall_clock_minutes": round((time.perf_counter() - started) / 60, 2),
+            "hardware": f"CPU ({platform.machine()}), {args.threads} threads",
+        },
+    }
+    write_card(output_dir, card)
+    print(
+        f"wrote {output_dir.name}/: temperatures {temperatures}, stacker {card['size_bytes'] / 1e6:.2f} MB "
+        f"({len(labels)} training rows)",
+        flush=True,
+    )
+
+    if not args.no_evaluate:
+        from model_training.evaluate_fusion import evaluate, markdown
+
+        args.fusion_dir = output_dir
+        args.no_write = False
+        result = evaluate(args)
+        sys.stdout.write(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
