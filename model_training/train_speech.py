@@ -36,6 +36,7 @@ import numpy as np
 
 from inference.errors import EmotionAppError
 from inference.labels import EMOTIONS, NUM_EMOTIONS
+from inference.speech import MODEL_FILE, STATS_FILE
 from model_training.common import (
     DEFAULT_DATA_ROOT,
     DEFAULT_MODELS_DIR,
@@ -58,8 +59,6 @@ from preprocessing.audio import (
     standardise,
 )
 
-MODEL_FILE = "speech_model.keras"
-STATS_FILE = "feature_stats.json"
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".webm", ".m4a")
 
 #: RAVDESS emotion codes (third field of the file name) -> our labels.
