@@ -407,6 +407,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         help="skip fitting: finish (evaluate, export, card) from a checkpoint this script wrote",
     )
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        help="warm start: begin fitting from the weights of a .keras model of the same architecture",
+    )
     train.add_argument("--note", action="append", default=[], help="a remark for the model card (repeatable)")
     train.add_argument(
         "--fit-minutes",
@@ -474,6 +479,9 @@ def main(argv: list[str] | None = None) -> int:
         epochs_run = _history_length(history_csv)
     else:
         model = build_mini_xception(filters, args.l2, args.dropout)
+        if args.init_from:
+            # Continue an interrupted run: same architecture, fresh optimiser and schedule.
+            model.set_weights(keras.models.load_model(args.init_from).get_weights())
         model.compile(
             optimizer=keras.optimizers.Adam(args.learning_rate),
             loss=keras.losses.CategoricalCrossentropy(),

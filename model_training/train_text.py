@@ -285,6 +285,12 @@ def train(args: argparse.Namespace, train_set: TextSet, val_sets: list[TextSet],
     if missing:
         raise SystemExit(f"base weights incomplete: {missing[:5]}")
     del encoder
+    if args.init_from:
+        # Continue an interrupted run from its float16 checkpoint, with a fresh optimiser.
+        from safetensors.torch import load_file
+
+        state = {k: v.to(torch.float32) for k, v in load_file(str(args.init_from / "model.safetensors")).items()}
+        model.load_state_dict(state)
     if args.freeze_embeddings:
         for param in model.encoder.embeddings.parameters():
             param.requires_grad = False
@@ -747,6 +753,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--where", default="CPU, 2 cores (shared machine)")
     parser.add_argument("--no-baseline", dest="baseline", action="store_false")
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        help="warm start: begin fine-tuning from a model folder this script wrote (e.g. models/text)",
+    )
     parser.add_argument(
         "--finalize-only",
         action="store_true",
