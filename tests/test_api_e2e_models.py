@@ -7,6 +7,8 @@ the whole chain: upload -> preprocessing -> model -> fusion -> database -> JSON.
 from __future__ import annotations
 
 import io
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +92,39 @@ def test_a_wav_recording_returns_an_attention_curve(real_api: Api) -> None:
     attention = speech["details"]["attention"]
     assert 0 < len(attention) <= 200 and {"time", "weight"} <= set(attention[0])
     assert speech["input_summary"]["duration_seconds"] > 0
+
+
+@needs_model("speech")
+@needs_fixture(SPEECH_WAV)
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is needed to encode the MP3 and WebM test clips")
+@pytest.mark.parametrize(
+    ("suffix", "codec_args", "media_type"),
+    [
+        (".mp3", ["-c:a", "libmp3lame", "-b:a", "64k"], "audio/mpeg"),
+        (".webm", ["-c:a", "libopus", "-b:a", "32k"], "audio/webm"),  # what browsers' MediaRecorder sends
+    ],
+)
+def test_mp3_and_webm_opus_recordings_are_analysed_and_stored(
+    real_api: Api, tmp_path: Path, suffix: str, codec_args: list[str], media_type: str
+) -> None:
+    encoded = tmp_path / f"clip{suffix}"
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-i", str(SPEECH_WAV), *codec_args, str(encoded)],
+        check=True,
+        timeout=60,
+    )
+    response = real_api.post(
+        "/api/predict/speech",
+        data={"audio": (io.BytesIO(encoded.read_bytes()), encoded.name)},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 201, response.get_json()
+    body = response.get_json()
+    [speech] = body["modalities"]
+    assert speech["input_summary"]["media_type"] == media_type
+    assert sum(speech["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    stored = real_api.get(f"/api/predictions/{body['id']}")
+    assert stored.status_code == 200 and stored.get_json()["emotion"] == body["emotion"]
 
 
 @needs_model("face")
