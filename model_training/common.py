@@ -21,7 +21,19 @@ import numpy as np
 from inference.labels import EMOTIONS, NUM_EMOTIONS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "datasets"
+
+
+def _default_data_root() -> Path:
+    """Where the training data lives: $MOODLENS_DATA_ROOT, else datasets/ in the repo (git-ignored),
+    else a shared/datasets folder beside the checkout (a team's common copy)."""
+    configured = os.environ.get("MOODLENS_DATA_ROOT")
+    if configured:
+        return Path(configured)
+    inside = REPO_ROOT / "datasets"
+    return inside if inside.is_dir() else REPO_ROOT.parent / "shared" / "datasets"
+
+
+DEFAULT_DATA_ROOT = _default_data_root()
 DEFAULT_MODELS_DIR = REPO_ROOT / "models"
 
 

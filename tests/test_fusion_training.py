@@ -174,7 +174,7 @@ def test_temperatures_are_fitted_per_modality_and_lower_the_validation_nll():
 # -- the real data: validation and test never share an example ---------------------------
 needs_data = pytest.mark.skipif(
     not (DEFAULT_DATA_ROOT / "text").is_dir() or not (DEFAULT_DATA_ROOT / "speech").is_dir(),
-    reason="the datasets are not beside the repository (../shared/datasets)",
+    reason="the datasets are not beside the repository (see model_training.common.DEFAULT_DATA_ROOT)",
 )
 
 

@@ -24,6 +24,7 @@ from inference.errors import (
 )
 from inference.labels import EMOTIONS
 from inference.speech import SpeechRecognizer
+from model_training.common import DEFAULT_DATA_ROOT
 from tests.test_speech_preprocessing import (
     fixture_bytes,
     fixture_signal,
@@ -35,7 +36,7 @@ from tests.test_speech_preprocessing import (
 )
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "models" / "speech"
-RAVDESS = Path(__file__).resolve().parent.parent.parent / "shared" / "datasets" / "speech" / "ravdess"
+RAVDESS = DEFAULT_DATA_ROOT / "speech" / "ravdess"
 
 pytestmark = pytest.mark.slow
 

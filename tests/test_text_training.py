@@ -16,7 +16,7 @@ from model_training.train_text import bucketed_batches, label_index, load_carer,
 TEXT_DATA = DEFAULT_DATA_ROOT / "text"
 needs_data = pytest.mark.skipif(
     not (TEXT_DATA / "goemotions").is_dir() or not (TEXT_DATA / "emotions_nlp").is_dir(),
-    reason=f"the text datasets are not beside the repository ({TEXT_DATA.name}/ under ../shared/datasets)",
+    reason=f"the text datasets are not beside the repository ({TEXT_DATA.name}/ under the data root)",
 )
 
 
