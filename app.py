@@ -25,6 +25,7 @@ from inference.registry import RecognizerRegistry
 from security import init_security, limiter, login_manager
 from services import accounts
 from services.analysis import REGISTRY_KEY
+from web import context
 from web.errors import json_error, register_error_handlers, wants_json
 from web.logs import configure_logging, init_request_logging
 
@@ -91,13 +92,14 @@ def create_app(config: Mapping[str, Any] | None = None, *, registry: RecognizerR
     _init_login(app)
     register_error_handlers(app)
     _register_blueprints(app)
+    context.register(app)
     return app
 
 
 def _init_login(app: Flask) -> None:
     @login_manager.user_loader
     def _load_user(user_id: str) -> Any:
-        return accounts.get_user(db_session.get_session(), user_id)
+        return accounts.user_for_session(db_session.get_session(), user_id)
 
     @login_manager.unauthorized_handler
     def _unauthorized() -> Any:

@@ -126,6 +126,7 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "MAX_TEXT_CHARS": _env_number(env, "MAX_TEXT_CHARS", 5000, int),
         "MAX_IMAGE_PIXELS": _env_number(env, "MAX_IMAGE_PIXELS", 40_000_000, int),
         "KEEP_UPLOADS": _env_bool(env, "KEEP_UPLOADS", False),
+        "READYZ_ALLOW_LOAD": _env_bool(env, "READYZ_ALLOW_LOAD", False),
         "UPLOADS_DIR": str(Path(env.get("UPLOADS_DIR") or instance_dir / "uploads")),
         # Security
         "BCRYPT_ROUNDS": _env_number(env, "BCRYPT_ROUNDS", 12, int),

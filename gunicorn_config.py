@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 
-bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
+# Own names, so a HOST/PORT in .env never moves the development server (app.py) off localhost.
+bind = f"{os.environ.get('GUNICORN_HOST') or '0.0.0.0'}:{os.environ.get('GUNICORN_PORT') or '8000'}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))

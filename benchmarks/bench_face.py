@@ -5,7 +5,7 @@
 The photo is built from a FER2013 test face in tests/fixtures/face/, enlarged to a face the
 size a webcam frame shows and placed on a lightly textured background, then JPEG-encoded,
 so the timing covers what ``POST /api/predict/image`` does with a real upload. Besides wall
-time it reports the process's CPU time, which stays meaningful on a busy shared machine.
+time it reports the process's CPU time, which stays meaningful when other processes compete for the CPU.
 """
 
 from __future__ import annotations

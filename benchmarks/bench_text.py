@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_text [--repeats 50]
 
-The target (issue 5) is a median of at most 15 ms on the 2-core CPU the app is served on.
+The target is a median of at most 15 ms on the 2-core CPU the app is served on.
 The model loads and warms up first; the figures cover ``predict`` end to end (clean-up,
 tokenisation, the encoder, the head and the softmax).
 """

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import secrets
 from typing import Any
 
 from sqlalchemy import (
@@ -43,6 +44,11 @@ PROBABILITY_COLUMNS: tuple[str, ...] = tuple(f"p_{emotion}" for emotion in EMOTI
 KINDS: tuple[str, ...] = ("text", "image", "speech", "multimodal")
 STATUS_USED = "used"
 STATUS_DROPPED = "dropped"
+
+
+def new_session_token() -> str:
+    """A fresh random value that ties login sessions to one account and one password."""
+    return secrets.token_urlsafe(24)
 
 
 def utcnow() -> dt.datetime:
@@ -111,7 +117,8 @@ class User(Base):
     """An account. ``consent_given_at`` records consent to face/voice processing (None = not given)."""
 
     __tablename__ = "users"
-    __table_args__ = (MYSQL_TABLE_ARGS,)
+    # AUTOINCREMENT on SQLite: a deleted account's id is never issued again.
+    __table_args__ = ({**MYSQL_TABLE_ARGS, "sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     email: Mapped[str] = mapped_column(String(254), nullable=False, unique=True)
@@ -123,6 +130,8 @@ class User(Base):
     last_failed_login_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
     locked_until: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
     last_login_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
+    #: Part of every login session's id; a new value (password change) ends the other sessions.
+    session_token: Mapped[str] = mapped_column(String(64), nullable=False, default=new_session_token, server_default="")
 
     tokens: Mapped[list[ApiToken]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
@@ -137,7 +146,8 @@ class User(Base):
         return True
 
     def get_id(self) -> str:
-        return str(self.id)
+        """What Flask-Login keeps in the session and remember cookie: "<id>:<session token>"."""
+        return f"{self.id}:{self.session_token}"
 
     @property
     def has_consent(self) -> bool:
@@ -173,7 +183,7 @@ class Prediction(ProbabilityColumns, Base):
         Index("ix_predictions_user_created", "user_id", "created_at"),
         Index("ix_predictions_user_emotion_created", "user_id", "emotion", "created_at"),
         Index("ix_predictions_user_kind_created", "user_id", "kind", "created_at"),
-        MYSQL_TABLE_ARGS,
+        {**MYSQL_TABLE_ARGS, "sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

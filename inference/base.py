@@ -9,6 +9,7 @@ scripts and the fusion stacker: preprocessed inputs in, an ``(n, 7)`` array out.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -21,6 +22,8 @@ import numpy as np
 
 from inference.errors import ModelUnavailable
 from inference.labels import EMOTIONS, NUM_EMOTIONS
+
+logger = logging.getLogger(__name__)
 
 CARD_FILE = "card.json"
 
@@ -133,7 +136,9 @@ class Recognizer(ABC):
             except ModelUnavailable:
                 raise
             except Exception as exc:  # a broken file must not look like a client error
-                raise ModelUnavailable(f"The {self.modality} model failed to load: {exc}") from exc
+                # The exception may name server paths: it goes to the log, not to the client.
+                logger.exception("The %s model in %s failed to load", self.modality, self.model_dir)
+                raise ModelUnavailable(f"The {self.modality} model failed to load; see the server log.") from exc
             self._loaded = True
 
     @abstractmethod

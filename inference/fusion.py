@@ -10,7 +10,8 @@ ones gated out (with the reason). Strategies:
     model's validation split, see :mod:`inference.calibration`), gate out a modality whose
     calibrated confidence is below ``gate_threshold`` (0.30; the most confident one is
     always kept), weight by ``base weight x calibrated confidence`` and normalise. Without a
-    fitted ``temperatures.json`` the temperature is 1.0 (identity) and the explanation says so.
+    fitted temperature for every modality of the request (``temperatures.json``) it raises
+    :class:`~inference.errors.ModelUnavailable`; it never assumes the identity instead.
 ``weighted``
     Fixed base weights (default face 0.40, speech 0.30, text 0.30) renormalised over the
     modalities present.
@@ -35,6 +36,7 @@ Invalid strategies or weights raise :class:`InvalidFusionOptions` (HTTP 422).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -56,6 +58,8 @@ DEFAULT_GATE_THRESHOLD = 0.30
 MAX_WEIGHT = 1e6
 #: Strategies whose arithmetic uses the base weights (the others ignore them).
 WEIGHTED_STRATEGIES: frozenset[str] = frozenset({"calibrated", "weighted", "adaptive"})
+
+logger = logging.getLogger(__name__)
 
 STACKER_FILE = "stacker.joblib"
 FUSION_CARD_FILE = "card.json"
@@ -234,21 +238,38 @@ def fuse_adaptive(
     return _result("adaptive", fused, {m: base[m] for m in probs}, explanation)
 
 
+def missing_temperature_error(missing: Sequence[str], *, file_missing: bool = False) -> ModelUnavailable:
+    """The 503 for a calibrated request whose modalities lack a fitted temperature."""
+    where = (
+        "models/fusion/temperatures.json is missing"
+        if file_missing
+        else f"models/fusion/temperatures.json has none for {'it' if len(missing) == 1 else 'them'}"
+    )
+    return ModelUnavailable(
+        f"Calibrated fusion needs a fitted temperature for {', '.join(missing)}, but {where}; "
+        "choose another fusion strategy or run model_training.train_fusion."
+    )
+
+
 def fuse_calibrated(
     probabilities: Mapping[str, Sequence[float]],
     weights: Mapping[str, Any] | None = None,
-    temperatures: Mapping[str, float] | None = None,
+    *,
+    temperatures: Mapping[str, float],
     gate_threshold: float = DEFAULT_GATE_THRESHOLD,
 ) -> FusionResult:
     """Temperature-scale, gate out low-confidence modalities, weight by base x confidence.
 
-    A modality without a fitted temperature uses 1.0 (identity); the explanation lists which
-    temperatures were fitted and which were the identity, so nobody mistakes one for the other.
+    Every modality given needs a fitted temperature: a missing one raises
+    :class:`ModelUnavailable` rather than passing uncalibrated probabilities off as calibrated.
     """
     probs = _check_probabilities(probabilities)
     base = resolve_weights(weights, probs)
-    temperatures = dict(temperatures or {})
-    used_t = {m: float(temperatures.get(m, 1.0)) for m in probs}
+    temperatures = dict(temperatures)
+    missing = [m for m in probs if m not in temperatures]
+    if missing:
+        raise missing_temperature_error(missing)
+    used_t = {m: float(temperatures[m]) for m in probs}
     calibrated = {m: temperature_scale(probs[m], used_t[m]) for m in probs}
     confidences = {m: float(calibrated[m].max()) for m in probs}
 
@@ -266,8 +287,6 @@ def fuse_calibrated(
     total = sum(raw.values())
     effective = {m: raw[m] / total for m in used}
     fused = sum(effective[m] * calibrated[m] for m in used)
-    fitted = [m for m in probs if m in temperatures]
-    identity = [m for m in probs if m not in temperatures]
     explanation: dict[str, Any] = {
         "used": used,
         "effective_weights": _rounded(effective),
@@ -277,12 +296,8 @@ def fuse_calibrated(
         "calibrated_confidences": _rounded(confidences),
         "gate_threshold": gate_threshold,
         "method": "temperature scaling, confidence gating, base weight x calibrated confidence",
+        "calibration": "fitted",
     }
-    if identity:
-        explanation["calibration_note"] = (
-            f"No fitted temperature for {', '.join(identity)}: temperature 1.0 (identity, uncalibrated) was used."
-        )
-    explanation["calibration"] = "fitted" if not identity else ("partial" if fitted else "identity")
     return _result("calibrated", fused, {m: base[m] for m in probs}, explanation)
 
 
@@ -381,9 +396,9 @@ class FusionEngine:
     """Holds the fitted artefacts (temperatures, stacker) and dispatches to a strategy.
 
     Artefacts load lazily and once, from ``model_dir`` (``models/fusion`` by default), unless
-    given explicitly. A missing ``temperatures.json`` means identity temperatures (stated in
-    every calibrated explanation); a missing stacker makes only the ``stacker`` strategy
-    unavailable.
+    given explicitly. A missing ``temperatures.json`` (or one without a modality a request
+    needs) makes only the ``calibrated`` strategy unavailable for that request; a missing
+    stacker makes only the ``stacker`` strategy unavailable.
     """
 
     def __init__(
@@ -417,8 +432,25 @@ class FusionEngine:
                     try:
                         self._temperatures = load_temperatures(path) if path else {}
                     except (OSError, ValueError) as exc:
-                        raise ModelUnavailable(f"The fusion temperatures file is unreadable: {exc}") from exc
+                        logger.exception("The fusion temperatures file %s could not be read", path)
+                        raise ModelUnavailable(
+                            "The fusion temperatures file is unreadable; see the server log."
+                        ) from exc
         return dict(self._temperatures)
+
+    def missing_temperatures(self, modalities: Iterable[str] | None = None) -> list[str]:
+        """The modalities among ``modalities`` (all when None) without a fitted temperature."""
+        wanted = set(MODALITIES if modalities is None else modalities)
+        temperatures = self.temperatures
+        return [m for m in MODALITIES if m in wanted and m not in temperatures]
+
+    def require_temperatures(self, modalities: Iterable[str] | None = None) -> dict[str, float]:
+        """The fitted temperatures; :class:`ModelUnavailable` when one of ``modalities`` has none."""
+        missing = self.missing_temperatures(modalities)
+        if missing:
+            temperatures = self.temperatures
+            raise missing_temperature_error(missing, file_missing=not temperatures)
+        return self.temperatures
 
     def stacker_available(self) -> bool:
         return self._stacker is not None or bool(self.model_dir and (self.model_dir / STACKER_FILE).is_file())
@@ -444,7 +476,8 @@ class FusionEngine:
 
             model = joblib.load(path)
         except Exception as exc:  # a broken file must not look like a client error
-            raise ModelUnavailable(f"The fusion stacker failed to load: {exc}") from exc
+            logger.exception("The fusion stacker %s failed to load", path)
+            raise ModelUnavailable("The fusion stacker failed to load; see the server log.") from exc
         if not hasattr(model, "predict_proba") or not hasattr(model, "classes_"):
             raise ModelUnavailable("The fusion stacker file does not hold a fitted classifier.")
         return model
@@ -479,13 +512,19 @@ class FusionEngine:
     ) -> tuple[str, dict[str, float]]:
         """Check options before any model runs: canonical strategy, resolved weights.
 
-        Also raises :class:`ModelUnavailable` for ``stacker`` when it is not installed, so a
-        request fails fast instead of after running three recognisers.
+        Also raises :class:`ModelUnavailable` for ``stacker`` when it is not installed, and for
+        ``calibrated`` when a modality of the request (all three when ``modalities`` is None)
+        has no fitted temperature, so a request fails fast instead of after running three
+        recognisers.
         """
         name = validate_strategy(strategy)
+        if modalities is not None:
+            modalities = list(modalities)
         resolved = resolve_weights(weights, modalities if name in WEIGHTED_STRATEGIES else None)
         if name == "stacker":
             self.stacker  # noqa: B018 - load (or refuse) now
+        if name == "calibrated":
+            self.require_temperatures(modalities)
         return name, resolved
 
     def fuse(
@@ -497,7 +536,11 @@ class FusionEngine:
         """Fuse ``{modality: 7 probabilities}`` with ``strategy``."""
         name = validate_strategy(strategy)
         if name == "calibrated":
-            return fuse_calibrated(probabilities, weights, self.temperatures, self.gate_threshold)
+            resolve_weights(weights)  # a malformed option is the client's error, whatever is installed
+            temperatures = self.require_temperatures(probabilities)
+            return fuse_calibrated(
+                probabilities, weights, temperatures=temperatures, gate_threshold=self.gate_threshold
+            )
         if name == "weighted":
             return fuse_weighted(probabilities, weights)
         if name == "adaptive":
@@ -519,13 +562,14 @@ class FusionEngine:
         except ModelUnavailable as exc:
             temperatures, temperature_error = {}, exc.message
         card = self.card()
+        missing = [m for m in MODALITIES if m not in temperatures]
         report: dict[str, Any] = {
             "strategies": list(STRATEGIES),
             "default_strategy": DEFAULT_STRATEGY,
             "default_weights": dict(DEFAULT_WEIGHTS),
             "gate_threshold": self.gate_threshold,
             "temperatures": temperatures,
-            "calibration": "fitted" if temperatures else "identity (no fitted temperatures)",
+            "calibration": "fitted" if not missing else f"unavailable (no fitted temperature for {', '.join(missing)})",
             "stacker_available": self.stacker_available(),
             "model_version": card.get("version"),
             "fitted_for": card.get("component_models", {}),

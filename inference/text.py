@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from inference.base import CARD_FILE, Recognizer
-from inference.errors import ModelUnavailable
+from inference.errors import ModelUnavailable, UnusableInput
 from inference.labels import NUM_EMOTIONS
 from preprocessing.text import DEFAULT_MAX_CHARS, clean_text, spell_out_emoji
 
@@ -124,7 +124,10 @@ class TextRecognizer(Recognizer):
         return probabilities[0], {"characters": len(text), "tokens": n_tokens[0], "windows": n_windows[0]}
 
     def predict_proba(self, batch: Sequence[str] | np.ndarray) -> np.ndarray:
-        """Cleaned texts -> ``(n, 7)`` probabilities (each long text through its windows)."""
+        """Cleaned texts -> ``(n, 7)`` probabilities (each long text through its windows).
+
+        Raises :class:`UnusableInput` (``empty_text``) when a text tokenises to nothing.
+        """
         self.load()
         texts = [str(t) for t in batch]
         if not texts:
@@ -138,6 +141,10 @@ class TextRecognizer(Recognizer):
         model_inputs = [spell_out_emoji(text) for text in texts] if self._spell_emoji else texts
         with self._infer_lock:  # a fast tokenizer must not be called from two threads at once
             encoded = self._tokenizer(model_inputs, add_special_tokens=False, truncation=False)["input_ids"]
+        unreadable = [index for index, ids in enumerate(encoded) if not ids]
+        if unreadable:  # [CLS][SEP] alone would answer the model's prior, not an emotion
+            where = "" if len(texts) == 1 else f" (text {unreadable[0] + 1} of {len(texts)})"
+            raise UnusableInput(f"The text contains no words or emoji the model can read{where}.", code="empty_text")
         cls_id, sep_id, pad_id = (
             self._tokenizer.cls_token_id,
             self._tokenizer.sep_token_id,

@@ -129,7 +129,7 @@ def calibration_table(
 
 
 def targets(result: dict[str, Any]) -> dict[str, Any]:
-    """The issue's targets: best all-three strategy ≥ best single + 5 points; ECE ≤ 0.05 each."""
+    """Targets: best all-three strategy ≥ best single + 5 points; ECE ≤ 0.05 each."""
     singles = result["single"]
     best_single = max(singles, key=lambda m: singles[m]["accuracy"])
     all_three = result["fused"][subset_name(SUBSETS[0])]

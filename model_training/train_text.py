@@ -610,7 +610,7 @@ def finalize(
     }
     baseline: dict[str, Any] = {
         "method": "TF-IDF word 1-2 grams + logistic regression (class-balanced), single-label train rows",
-        "issue_figures": {"CARER test accuracy": 0.913, "GoEmotions Ekman macro-F1": 0.56},
+        "reference_baseline_figures": {"CARER test accuracy": 0.913, "GoEmotions Ekman macro-F1": 0.56},
     }
     if args.baseline:
         baseline["measured_here"] = tfidf_baseline(train_set, test_sets, args.seed)
@@ -751,7 +751,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--time-budget-minutes", type=float, default=0.0, help="0: no wall-clock limit")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--where", default="CPU, 2 cores (shared machine)")
+    parser.add_argument("--where", default="CPU, 2 cores")
     parser.add_argument("--no-baseline", dest="baseline", action="store_false")
     parser.add_argument(
         "--init-from",

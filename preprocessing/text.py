@@ -2,7 +2,9 @@
 
 The model sees what people actually wrote: emoji (and their skin-tone and ZWJ sequences)
 carry emotion, so only what cannot carry meaning is removed: control characters and runs
-of whitespace. Limits are enforced here so every caller refuses the same inputs the same way.
+of whitespace. A text made only of invisible characters (zero-width spaces and joiners,
+variation selectors, lone combining marks) counts as empty. Limits are enforced here so
+every caller refuses the same inputs the same way.
 """
 
 from __future__ import annotations
@@ -22,11 +24,29 @@ def _is_control(char: str) -> bool:
     return unicodedata.category(char) == "Cc" and not char.isspace()
 
 
+#: Categories that never make a text readable on their own: format characters (zero-width
+#: space/joiners, BOM, bidi marks) and combining or enclosing marks (variation selectors, U+20E3).
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Mn", "Me"})
+
+
+def _is_readable(char: str) -> bool:
+    """A character that can carry meaning by itself: not whitespace, not invisible, not a skin tone."""
+    if char.isspace() or unicodedata.category(char) in _INVISIBLE_CATEGORIES:
+        return False
+    return not _is_skin_tone(char)
+
+
+def _is_skin_tone(char: str) -> bool:
+    return unicodedata.category(char) == "Sk" and "FITZPATRICK" in unicodedata.name(char, "")
+
+
 def clean_text(text: str, *, max_chars: int = DEFAULT_MAX_CHARS) -> str:
     """NFC-normalise, drop control characters, collapse whitespace; refuse empty or oversized text.
 
-    Control characters are deleted; newlines, tabs and other whitespace become single spaces. Raises
-    :class:`UnusableInput` (``empty_text``, 422) when nothing is left and
+    Control characters are deleted; newlines, tabs and other whitespace become single spaces;
+    format characters such as the zero-width joiner are kept, since emoji sequences need them.
+    Raises :class:`UnusableInput` (``empty_text``, 422) when nothing readable is left (only
+    whitespace or invisible characters) and
     :class:`InputTooLarge` (``text_too_long``, 413) beyond ``max_chars`` characters.
     """
     if not isinstance(text, str):
@@ -38,6 +58,10 @@ def clean_text(text: str, *, max_chars: int = DEFAULT_MAX_CHARS) -> str:
     cleaned = " ".join(without_controls.split())
     if not cleaned:
         raise UnusableInput("The text is empty: write at least one word or emoji.", code="empty_text")
+    if not any(_is_readable(ch) for ch in cleaned):
+        raise UnusableInput(
+            "The text contains only invisible characters: write at least one word or emoji.", code="empty_text"
+        )
     if len(cleaned) > max_chars:
         raise _too_long(len(cleaned), max_chars)
     return cleaned
@@ -84,7 +108,7 @@ def spell_out_emoji(text: str) -> str:
             if name.startswith("REGIONAL INDICATOR"):
                 continue
             parts.append(f" {name.lower()} " if name else " ")
-        elif (category == "Sk" and "FITZPATRICK" in unicodedata.name(char, "")) or char in _EMOJI_GLUE:
+        elif _is_skin_tone(char) or char in _EMOJI_GLUE:
             parts.append(" " if char == "\u200d" else "")
         else:
             parts.append(char)

@@ -8,14 +8,17 @@ subclass with an HTTP status and a stable code.
 from __future__ import annotations
 
 import datetime as dt
+import hmac
 import re
+import shutil
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from database.models import ApiToken, ModalityResult, Prediction, User, utcnow
+from database.models import ApiToken, ModalityResult, Prediction, User, new_session_token, utcnow
 from inference.errors import EmotionAppError, InvalidInput
 from security import check_password, hash_password, hash_token, new_api_token, password_problems
 
@@ -107,6 +110,7 @@ def register_user(session: Session, email: Any, password: Any, name: Any = None,
         created_at=utcnow(),
         consent_given_at=utcnow() if consent else None,
         failed_logins=0,
+        session_token=new_session_token(),
     )
     session.add(user)
     try:
@@ -124,12 +128,8 @@ def authenticate(session: Session, email: Any, password: Any, *, now: dt.datetim
     (``AccountLocked``, 429) even for the right password, which stops password guessing from
     many addresses. Unknown emails and wrong passwords get the same message.
     """
-    from flask import current_app
-
     from security import burn_password_check
 
-    max_failures = int(current_app.config.get("LOGIN_MAX_FAILURES", 5))
-    lock_seconds = int(current_app.config.get("LOGIN_LOCK_SECONDS", 900))
     now = now or utcnow()
     wrong = InvalidCredentials("The email address or password is incorrect.")
     if not isinstance(email, str) or not isinstance(password, str) or not email.strip() or not password:
@@ -138,27 +138,40 @@ def authenticate(session: Session, email: Any, password: Any, *, now: dt.datetim
     if user is None:
         burn_password_check(password)
         raise wrong
-    if user.locked_until is not None and user.locked_until > now:
-        raise AccountLocked(int((user.locked_until - now).total_seconds()))
+    _refuse_if_locked(user, now)
     if not check_password(password, user.password_hash):
-        window_start = now - dt.timedelta(seconds=lock_seconds)
-        if user.last_failed_login_at is None or user.last_failed_login_at < window_start:
-            user.failed_logins = 0
-        user.failed_logins += 1
-        user.last_failed_login_at = now
-        locked = user.failed_logins >= max_failures
-        if locked:
-            user.locked_until = now + dt.timedelta(seconds=lock_seconds)
-            user.failed_logins = 0
-        session.commit()
-        if locked:
-            raise AccountLocked(lock_seconds)
+        _count_failure(session, user, now)
         raise wrong
     user.failed_logins = 0
     user.locked_until = None
     user.last_login_at = now
     session.commit()
     return user
+
+
+def _refuse_if_locked(user: User, now: dt.datetime) -> None:
+    if user.locked_until is not None and user.locked_until > now:
+        raise AccountLocked(int((user.locked_until - now).total_seconds()))
+
+
+def _count_failure(session: Session, user: User, now: dt.datetime) -> None:
+    """Count a wrong password (committed); :class:`AccountLocked` when it reaches the limit."""
+    from flask import current_app
+
+    max_failures = int(current_app.config.get("LOGIN_MAX_FAILURES", 5))
+    lock_seconds = int(current_app.config.get("LOGIN_LOCK_SECONDS", 900))
+    window_start = now - dt.timedelta(seconds=lock_seconds)
+    if user.last_failed_login_at is None or user.last_failed_login_at < window_start:
+        user.failed_logins = 0
+    user.failed_logins += 1
+    user.last_failed_login_at = now
+    locked = user.failed_logins >= max_failures
+    if locked:
+        user.locked_until = now + dt.timedelta(seconds=lock_seconds)
+        user.failed_logins = 0
+    session.commit()
+    if locked:
+        raise AccountLocked(lock_seconds)
 
 
 def database_id(value: Any) -> int | None:
@@ -173,6 +186,21 @@ def database_id(value: Any) -> int | None:
 def get_user(session: Session, user_id: Any) -> User | None:
     uid = database_id(user_id)
     return session.get(User, uid) if uid is not None else None
+
+
+def user_for_session(session: Session, session_id: Any) -> User | None:
+    """The user a login session names (``User.get_id()``: "<id>:<session token>"), or None.
+
+    The token must match the user's current one, so a session outlives neither a password
+    change nor the account (a new account that gets the same id has another token).
+    """
+    if not isinstance(session_id, str) or ":" not in session_id:
+        return None
+    user_id, token = session_id.split(":", 1)
+    user = get_user(session, user_id)
+    if user is None or not token or not user.session_token:
+        return None
+    return user if hmac.compare_digest(token.encode(), user.session_token.encode()) else None
 
 
 def set_consent(session: Session, user: User, consent: bool) -> User:
@@ -192,17 +220,33 @@ def update_profile(session: Session, user: User, *, name: Any = None) -> User:
     return user
 
 
-def change_password(session: Session, user: User, current_password: Any, new_password: Any) -> User:
+def change_password(
+    session: Session, user: User, current_password: Any, new_password: Any, *, now: dt.datetime | None = None
+) -> User:
+    """Set a new password and end every other login session of the account.
+
+    Wrong current passwords count towards the same lock-out as failed logins, so this
+    endpoint cannot be used to guess the password of a session left open.
+    """
+    now = now or utcnow()
+    _refuse_if_locked(user, now)
     if not isinstance(current_password, str) or not check_password(current_password, user.password_hash):
+        _count_failure(session, user, now)
         raise InvalidCredentials("The current password is incorrect.")
     check_password_policy(new_password, user.email)
     user.password_hash = hash_password(new_password)
+    user.failed_logins = 0
+    user.session_token = new_session_token()
     session.commit()
     return user
 
 
-def delete_user(session: Session, user: User) -> None:
-    """Delete the account with every prediction, modality result and token (committed)."""
+def delete_user(session: Session, user: User, *, uploads_dir: str | Path | None = None) -> None:
+    """Delete the account with every prediction, modality result and token (committed).
+
+    With ``uploads_dir``, the raw uploads kept for the account (``<uploads_dir>/<id>/``) go too.
+    """
+    user_id = user.id
     prediction_ids = select(Prediction.id).where(Prediction.user_id == user.id)
     session.execute(delete(ModalityResult).where(ModalityResult.prediction_id.in_(prediction_ids)))
     session.execute(delete(Prediction).where(Prediction.user_id == user.id))
@@ -210,6 +254,8 @@ def delete_user(session: Session, user: User) -> None:
     session.execute(delete(User).where(User.id == user.id))
     session.commit()
     session.expunge_all()
+    if uploads_dir is not None:
+        shutil.rmtree(Path(uploads_dir) / str(user_id), ignore_errors=True)
 
 
 def user_to_dict(user: User) -> dict[str, Any]:

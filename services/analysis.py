@@ -71,6 +71,14 @@ def get_predictor(app: Flask) -> Any:
     return predictor
 
 
+def get_fusion_engine(app: Flask) -> Any:
+    """The fusion engine of the app's predictor (one per process), or None when none is installed."""
+    try:
+        return get_predictor(app).fusion
+    except ModelUnavailable:
+        return None
+
+
 #: Config limits handed to each recogniser (the names its ``_predict`` takes), so the models
 #: enforce the same limits as the upload checks, also for formats only they can decode.
 LIMIT_OPTIONS: dict[str, tuple[tuple[str, str, type], ...]] = {
@@ -107,12 +115,18 @@ def require_consent(user: User, *, image: bool, audio: bool) -> None:
         )
 
 
-def _keep_upload(app: Flask, user: User, name: str, media: MediaInput) -> None:
-    """Write a raw upload to UPLOADS_DIR (only when KEEP_UPLOADS is explicitly enabled)."""
+def _keep_upload(app: Flask, user: User, name: str, media: MediaInput) -> str:
+    """Write a raw upload to UPLOADS_DIR/<user id>/ (only when KEEP_UPLOADS is explicitly enabled).
+
+    Returns the file's path relative to UPLOADS_DIR, stored with the prediction so deleting
+    the prediction deletes the file.
+    """
     folder = Path(app.config["UPLOADS_DIR"]) / str(user.id)
     folder.mkdir(parents=True, exist_ok=True)
     stamp = utcnow().strftime("%Y%m%dT%H%M%S%f")
-    (folder / f"{stamp}-{name}").write_bytes(media.data)
+    path = folder / f"{stamp}-{name}"
+    path.write_bytes(media.data)
+    return f"{user.id}/{path.name}"
 
 
 def analyse(
@@ -176,9 +190,10 @@ def analyse(
             summaries["speech"]["duration_seconds"] = round(float(duration), 3)
 
     if app.config.get("KEEP_UPLOADS"):
-        for name, media in (("image", image), ("audio", audio)):
+        for name, modality, media in (("image", "face", image), ("audio", "speech", audio)):
             if media is not None:
-                _keep_upload(app, user, f"{name}-{media.summary.get('file_name') or name}", media)
+                kept = _keep_upload(app, user, f"{name}-{media.summary.get('file_name') or name}", media)
+                summaries[modality]["kept_file"] = kept
 
     prediction = store_prediction(session, user.id, kind, result, summaries)
     log.info(

@@ -14,6 +14,7 @@ import itertools
 import json
 import math
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, select
@@ -233,20 +234,53 @@ def get_prediction(session: Session, user_id: int, prediction_id: Any) -> Predic
     return prediction
 
 
-def delete_prediction(session: Session, user_id: int, prediction_id: Any) -> None:
+def delete_prediction(
+    session: Session, user_id: int, prediction_id: Any, *, uploads_dir: str | Path | None = None
+) -> None:
+    """Delete one of the user's predictions, and its kept uploads when ``uploads_dir`` is given."""
     prediction = get_prediction(session, user_id, prediction_id)
+    kept = kept_files(prediction.input_summary, user_id, uploads_dir)
     session.execute(delete(ModalityResult).where(ModalityResult.prediction_id == prediction.id))
     session.execute(delete(Prediction).where(Prediction.id == prediction.id))
     session.commit()
+    for path in kept:
+        path.unlink(missing_ok=True)
+
+
+def kept_files(input_summary: Any, user_id: int, uploads_dir: str | Path | None) -> list[Path]:
+    """The raw uploads kept for a prediction (``kept_file`` in its summaries), inside the user's folder."""
+    if uploads_dir is None or not isinstance(input_summary, dict):
+        return []
+    folder = (Path(uploads_dir) / str(user_id)).resolve()
+    paths = []
+    for summary in input_summary.values():
+        name = summary.get("kept_file") if isinstance(summary, dict) else None
+        if not isinstance(name, str) or not name:
+            continue
+        path = (Path(uploads_dir) / name).resolve()
+        if path.parent == folder:  # never outside the owner's folder, whatever the row says
+            paths.append(path)
+    return paths
+
+
+#: The dates a history filter may name.
+FIRST_DATE = dt.date(1000, 1, 1)
+LAST_DATE = dt.date(9998, 12, 31)
 
 
 def _parse_date(value: Any, name: str) -> dt.date | None:
     if value in (None, ""):
         return None
     try:
-        return dt.date.fromisoformat(str(value))
+        date = dt.date.fromisoformat(str(value))
     except ValueError:
         raise InvalidInput(f"{name} must be a date like 2026-01-31.", code="invalid_filter") from None
+    # MySQL/MariaDB DATETIME starts at year 1000, and date_to is searched up to the next day.
+    if not FIRST_DATE <= date <= LAST_DATE:
+        raise InvalidInput(
+            f"{name} must lie between {FIRST_DATE.isoformat()} and {LAST_DATE.isoformat()}.", code="invalid_filter"
+        )
+    return date
 
 
 def parse_filters(args: Mapping[str, Any]) -> dict[str, Any]:

@@ -220,6 +220,10 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("models")
     for modality in ("face", "speech", "text"):
         write_card(root / modality, modality)
+    # Fitted temperatures of 1.0 keep the calibrated fusion of the doubles predictable; no stacker.
+    (root / "fusion").mkdir()
+    temperatures = {"temperatures": {"face": 1.0, "speech": 1.0, "text": 1.0}}
+    (root / "fusion" / "temperatures.json").write_text(json.dumps(temperatures))
     return root
 
 
@@ -283,7 +287,7 @@ def app_factory(
             **TEST_CONFIG,
             "DATABASE_URL": clean_database_url,
             "INSTANCE_DIR": str(tmp_path / "instance"),
-            "MODELS_DIR": str(models_dir),  # no fitted fusion artefacts: fusion of the doubles is predictable
+            "MODELS_DIR": str(models_dir),  # temperatures of 1.0 and no stacker: fusion of the doubles is predictable
             "SECRET_KEY": "test-secret-key-" + "x" * 32,
             **(overrides or {}),
         }

@@ -57,7 +57,8 @@ def test_healthz_answers_without_touching_the_database(api: Api) -> None:
     assert api.get("/healthz").get_json() == {"status": "ok"}
 
 
-def test_readyz_reports_the_database_and_each_modality(api: Api) -> None:
+def test_readyz_reports_the_database_and_each_modality(app_factory: Any) -> None:
+    api = Api(app_factory({"READYZ_ALLOW_LOAD": True}).test_client())
     body = api.get("/readyz").get_json()
     assert body["status"] == "ready" and body["database"]["ok"] is True
     assert body["models"]["text"]["available"] is True and body["models"]["text"]["model_name"] == "test-text"
@@ -95,6 +96,20 @@ def test_the_openapi_document_describes_every_api_route(app: Flask, api: Api) ->
             assert operation["responses"], path
 
 
+def test_the_openapi_enums_come_from_the_constants_the_code_checks_against() -> None:
+    from database.models import KINDS
+    from inference.fusion import STRATEGIES
+    from web.openapi import build_spec
+
+    spec = build_spec()
+    predict = spec["paths"]["/api/predict/multimodal"]["post"]["requestBody"]["content"]
+    strategy = predict["multipart/form-data"]["schema"]["properties"]["strategy"]
+    assert strategy["enum"] == list(STRATEGIES)
+    kind_filter = next(p for p in spec["paths"]["/api/predictions"]["get"]["parameters"] if p["name"] == "kind")
+    assert kind_filter["schema"]["enum"] == list(KINDS)
+    assert spec["components"]["schemas"]["Prediction"]["properties"]["kind"]["enum"] == list(KINDS)
+
+
 def test_log_lines_are_key_value_and_carry_the_request_id() -> None:
     import logging
 
@@ -104,3 +119,53 @@ def test_log_lines_are_key_value_and_carry_the_request_id() -> None:
     record.request_id = "abc"
     line = KeyValueFormatter().format(record)
     assert re.match(r"ts=\S+Z level=info logger=moodlens.access request_id=abc event=request status=200$", line)
+
+
+def test_readyz_ignores_load_unless_the_deployment_allows_it(api: Api) -> None:
+    body = api.get("/readyz?load=1").get_json()
+    assert body["status"] == "ready"
+    assert not any(body["models"][m]["loaded"] for m in ("face", "speech", "text"))
+
+
+def _registry_with_a_broken_text_model(tmp_path: Any) -> Any:
+    from inference.errors import ModelUnavailable
+    from inference.registry import RecognizerRegistry
+    from tests.conftest import KeywordTextRecognizer, write_card
+
+    secret = str(tmp_path / "srv" / "secret-models" / "text")
+
+    class BrokenText(KeywordTextRecognizer):
+        def _load(self) -> None:
+            raise ModelUnavailable(f"cannot open {secret}/model.onnx")
+
+    broken = write_card(tmp_path / "srv" / "secret-models" / "text", "text")
+    unreadable = tmp_path / "srv" / "secret-models" / "face"
+    unreadable.mkdir(parents=True)
+    (unreadable / "card.json").write_text("{not json")
+    from tests.conftest import ColourFaceRecognizer
+
+    registry = RecognizerRegistry({"text": BrokenText(broken), "face": ColourFaceRecognizer(unreadable)})
+    return registry, secret
+
+
+def test_model_errors_on_readyz_and_models_name_no_server_paths(app_factory: Any, tmp_path: Any, caplog: Any) -> None:
+    registry, secret = _registry_with_a_broken_text_model(tmp_path)
+    app = app_factory({"READYZ_ALLOW_LOAD": True}, registry_override=registry)
+    client = app.test_client()
+    caplog.set_level("WARNING")
+    for url in ["/readyz?load=1", "/readyz", "/api/models"]:
+        response = client.get(url)
+        text = response.get_data(as_text=True)
+        assert str(tmp_path) not in text and "secret-models" not in text, url
+        models = response.get_json()["models" if url.startswith("/readyz") else "modalities"]
+        assert models["face"]["available"] is False
+        assert models["face"]["error"] == "The model could not be loaded; see the server log."
+    loaded = client.get("/readyz?load=1").get_json()["models"]["text"]
+    assert loaded == {
+        "available": True,
+        "loaded": False,
+        "model_name": "test-text",
+        "model_version": "0.0-test",
+        "error": "The model could not be loaded; see the server log.",
+    }
+    assert any(secret in record.getMessage() for record in caplog.records)  # the detail is in the log

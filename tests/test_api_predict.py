@@ -343,3 +343,51 @@ def test_the_configured_limits_are_handed_to_the_recognisers(app_factory: Any, r
     assert registry.get("text").last_options == {"max_chars": 123}  # type: ignore[attr-defined]
     api.post("/api/predict/multimodal", data={"text": "sad"}, content_type="multipart/form-data")
     assert registry.get("text").last_options == {"max_chars": 123}  # type: ignore[attr-defined]
+
+
+def _kept_uploads_app(app_factory: Any, tmp_path: Path) -> tuple[Any, Api, Path]:
+    uploads = tmp_path / "kept-uploads"
+    app = app_factory({"KEEP_UPLOADS": True, "UPLOADS_DIR": str(uploads)})
+    api = Api(app.test_client())
+    api.register()
+    api.give_consent()
+    return app, api, uploads
+
+
+def test_deleting_a_prediction_deletes_its_kept_uploads(app_factory: Any, tmp_path: Path) -> None:
+    _, api, uploads = _kept_uploads_app(app_factory, tmp_path)
+    first = api.post(
+        "/api/predict/multimodal",
+        data={**_files(image=(png_bytes(), "me.png"), audio=(wav_bytes(), "me.wav")), "text": "happy"},
+        content_type="multipart/form-data",
+    ).get_json()
+    second = api.post(
+        "/api/predict/image", data=_files(image=(png_bytes(), "again.png")), content_type="multipart/form-data"
+    ).get_json()
+    user_folder = uploads / str(api.get("/api/user/profile").get_json()["user"]["id"])
+    assert len(list(user_folder.iterdir())) == 3
+    kept = {m["modality"]: m["input_summary"].get("kept_file") for m in first["modalities"]}
+    assert (uploads / kept["face"]).read_bytes() == png_bytes()
+    assert (uploads / kept["speech"]).read_bytes() == wav_bytes()
+
+    assert api.delete(f"/api/predictions/{first['id']}").status_code == 204
+    remaining = list(user_folder.iterdir())
+    assert [p.name for p in remaining] == [Path(second["modalities"][0]["input_summary"]["kept_file"]).name]
+
+
+def test_deleting_the_account_deletes_its_kept_uploads_folder(app_factory: Any, tmp_path: Path) -> None:
+    app, api, uploads = _kept_uploads_app(app_factory, tmp_path)
+    other = Api(app.test_client())
+    other.register(email="bob@example.com")
+    other.give_consent()
+    for client in (api, other):
+        client.post(
+            "/api/predict/image", data=_files(image=(png_bytes(), "me.png")), content_type="multipart/form-data"
+        )
+    ada_id = api.get("/api/user/profile").get_json()["user"]["id"]
+    bob_id = other.get("/api/user/profile").get_json()["user"]["id"]
+    assert (uploads / str(ada_id)).is_dir()
+
+    assert api.delete("/api/user").status_code == 204
+    assert not (uploads / str(ada_id)).exists()
+    assert len(list((uploads / str(bob_id)).iterdir())) == 1  # nobody else's files

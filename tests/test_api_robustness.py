@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import pytest
 from flask import Flask
 
-from tests.conftest import Api
+from tests.conftest import Api, assert_error
 
 JUNK_BODIES: list[dict[str, Any]] = [
     {},
@@ -82,3 +83,75 @@ def test_odd_authorization_headers_never_cause_a_500(api: Api) -> None:
     for header in ["Bearer", "Bearer ", "Basic abc", "Bearer " + "x" * 5000, "bearer ml_ünïcode"]:
         response = api.client.get("/api/user/profile", headers={"Authorization": header})
         assert response.status_code == 401 and response.is_json
+
+
+def test_deeply_nested_json_is_a_400_not_a_crash(user_api: Api) -> None:
+    for method, url in [
+        ("POST", "/api/login"),
+        ("POST", "/api/predict/text"),
+        ("POST", "/api/predict/multimodal"),
+        ("PUT", "/api/user/consent"),
+    ]:
+        response = user_api.request(method, url, data=b"[" * 200_000, content_type="application/json")
+        error = assert_error(response, 400, "invalid_json")
+        assert "nested too deeply" in error["message"]
+
+
+def test_nested_weights_in_a_form_field_are_a_clear_422(user_api: Api) -> None:
+    response = user_api.post(
+        "/api/predict/multimodal",
+        data={"text": "I am happy", "weights": "[" * 200_000},
+        content_type="multipart/form-data",
+    )
+    assert_error(response, 422, "invalid_fusion_options")
+
+
+@pytest.mark.parametrize("field", ["email", "password", "name", "text", "current_password", "new_password"])
+def test_lone_surrogates_in_json_strings_are_refused_as_invalid_encoding(user_api: Api, field: str) -> None:
+    fields = {"email": "x@example.org", "password": "Whatever-123", field: "bad \ud800 text"}
+    raw = json.dumps(fields).encode()  # ASCII JSON with the escape "\\ud800" in it
+    for method, url in [
+        ("POST", "/api/register"),
+        ("POST", "/api/login"),
+        ("PATCH", "/api/user/profile"),
+        ("PUT", "/api/user/password"),
+        ("POST", "/api/predict/text"),
+        ("POST", "/api/predict/multimodal"),
+    ]:
+        response = user_api.request(method, url, data=raw, content_type="application/json")
+        error = assert_error(response, 400, "invalid_encoding")
+        assert "not valid Unicode" in error["message"], (method, url)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"json": {"text": "I am happy", "weights": {"text": 10**400}}},
+        {"json": {"text": "I am happy", "weights": {"text": -(10**400)}}},
+        {"json": {"text": "I am happy", "weight_text": 10**400}},
+        {"data": {"text": "I am happy", "weight_text": "1" * 400}, "content_type": "multipart/form-data"},
+        {
+            "data": {"text": "I am happy", "weights": '{"text": 1%s}' % ("0" * 400)},
+            "content_type": "multipart/form-data",
+        },
+    ],
+)
+def test_weights_too_large_for_a_float_are_a_clear_422(user_api: Api, fields: dict[str, Any]) -> None:
+    response = user_api.post("/api/predict/multimodal", **fields)
+    assert_error(response, 422, "invalid_fusion_options")
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["date_to=9999-12-31", "date_from=0001-01-01", "date_from=0001-01-01&date_to=9999-12-31", "date_to=0999-12-31"],
+)
+def test_dates_at_the_ends_of_the_calendar_are_a_clear_400(user_api: Api, query: str) -> None:
+    for url in ["/api/predictions", "/api/statistics"]:
+        response = user_api.get(f"{url}?{query}")
+        error = assert_error(response, 400, "invalid_filter")
+        assert "must lie between 1000-01-01 and 9998-12-31" in error["message"], url
+
+
+def test_dates_inside_the_supported_range_still_filter(user_api: Api) -> None:
+    response = user_api.get("/api/predictions?date_from=1000-01-01&date_to=9998-12-31")
+    assert response.status_code == 200 and response.get_json()["items"] == []

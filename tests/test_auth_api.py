@@ -117,3 +117,95 @@ def test_a_user_cannot_revoke_another_users_token(user_api: Api, new_api: Any) -
     other.register(email="bob@example.com")
     assert_error(other.delete(f"/api/tokens/{body['id']}"), 404)
     assert user_api.get("/api/user/profile", token=body["token"]).status_code == 200
+
+
+def _same_client_cookies(app: Any, source: Api) -> Api:
+    """A second browser holding copies of ``source``'s cookies (session and remember-me)."""
+    copy = Api(app.test_client())
+    for cookie in source.client._cookies.values():
+        copy.client.set_cookie(cookie.key, cookie.value, domain=cookie.domain, path=cookie.path)
+    return copy
+
+
+def test_a_deleted_accounts_session_never_logs_in_an_account_that_gets_its_id(app: Any, new_api: Any) -> None:
+    from sqlalchemy import update
+
+    from database.models import User
+    from database.session import get_database
+
+    ada = new_api()
+    ada.register()
+    assert (
+        ada.post("/api/login", json={"email": "ada@example.com", "password": PASSWORD, "remember": True}).status_code
+        == 200
+    )
+    ada_id = ada.get("/api/user/profile").get_json()["user"]["id"]
+    old_browser = _same_client_cookies(app, ada)
+    assert old_browser.get("/api/user/profile").status_code == 200
+    assert ada.delete("/api/user").status_code == 204
+
+    bob = new_api()
+    bob_id = bob.register(email="bob@example.com").get_json()["user"]["id"]
+    assert bob_id != ada_id  # ids of deleted accounts are not issued again
+    with get_database(app).session() as session:  # even if a database did reuse it
+        session.execute(update(User).where(User.id == bob_id).values(id=ada_id))
+        session.commit()
+    assert_error(old_browser.get("/api/user/profile"), 401, "unauthorized")
+    assert bob.login(email="bob@example.com").status_code == 200
+    profile = bob.get("/api/user/profile").get_json()["user"]
+    assert profile["id"] == ada_id and profile["email"] == "bob@example.com"
+
+
+def test_changing_the_password_logs_out_every_other_session(app: Any, new_api: Any) -> None:
+    laptop = new_api()
+    laptop.register()
+    phone = new_api()
+    assert (
+        phone.post("/api/login", json={"email": "ada@example.com", "password": PASSWORD, "remember": True}).status_code
+        == 200
+    )
+    stolen = _same_client_cookies(app, phone)
+    assert stolen.get("/api/user/profile").status_code == 200
+
+    changed = laptop.put("/api/user/password", json={"current_password": PASSWORD, "new_password": "Another-horse-7"})
+    assert changed.status_code == 200
+    assert laptop.get("/api/user/profile").status_code == 200  # the session that changed it continues
+    assert_error(phone.get("/api/user/profile"), 401, "unauthorized")
+    assert_error(stolen.get("/api/user/profile"), 401, "unauthorized")
+    assert phone.login(password="Another-horse-7").status_code == 200
+
+
+def test_old_session_cookies_that_name_only_an_id_are_not_accepted(app: Any, api: Api) -> None:
+    api.register()
+    user_id = api.get("/api/user/profile").get_json()["user"]["id"]
+    forged = app.test_client()
+    with forged.session_transaction() as session:
+        session["_user_id"] = str(user_id)
+        session["_fresh"] = True
+    assert_error(Api(forged).get("/api/user/profile"), 401, "unauthorized")
+
+
+def test_wrong_current_passwords_lock_the_account_like_failed_logins(app_factory: Any) -> None:
+    app = app_factory({"LOGIN_MAX_FAILURES": 3, "LOGIN_LOCK_SECONDS": 600})
+    api = Api(app.test_client())
+    api.register()
+    wrong = {"current_password": "Wrong-horse-1", "new_password": "Another-horse-7"}
+    assert_error(api.put("/api/user/password", json=wrong), 401, "invalid_credentials")
+    assert_error(api.put("/api/user/password", json=wrong), 401, "invalid_credentials")
+    locked = assert_error(api.put("/api/user/password", json=wrong), 429, "too_many_login_attempts")
+    assert "Too many failed login attempts" in locked["message"]
+    right = {"current_password": PASSWORD, "new_password": "Another-horse-7"}
+    assert_error(api.put("/api/user/password", json=right), 429, "too_many_login_attempts")  # even the right one
+    assert_error(Api(app.test_client()).login(), 429, "too_many_login_attempts")  # and logging in
+
+
+def test_password_changes_share_the_per_ip_login_budget(app_factory: Any) -> None:
+    app = app_factory({"RATELIMIT_ENABLED": True, "RATELIMIT_LOGIN": "2 per minute", "LOGIN_MAX_FAILURES": 100})
+    api = Api(app.test_client())
+    api.register()
+    wrong = {"current_password": "Wrong-horse-1", "new_password": "Another-horse-7"}
+    assert_error(api.put("/api/user/password", json=wrong), 401, "invalid_credentials")
+    assert_error(api.put("/api/user/password", json=wrong), 401, "invalid_credentials")
+    limited = api.put("/api/user/password", json=wrong)
+    assert_error(limited, 429, "rate_limited")
+    assert "Retry-After" in limited.headers

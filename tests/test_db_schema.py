@@ -148,3 +148,55 @@ def test_email_addresses_are_unique(clean_database_url: str) -> None:
                 _user(session)
     finally:
         database.dispose()
+
+
+def test_upgrading_a_database_from_0001_keeps_every_row_and_gives_each_account_a_session_token(
+    database_url: str,
+) -> None:
+    from sqlalchemy import text
+
+    drop_everything(database_url)
+    upgrade(database_url, "0001_initial")
+    engine = make_engine(database_url)
+    probabilities = ", ".join(f"p_{e}" for e in ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"))
+    try:
+        with engine.begin() as connection:
+            for number in (1, 2):
+                connection.execute(
+                    text(
+                        "INSERT INTO users (id, email, password_hash, display_name, created_at, failed_logins) "
+                        "VALUES (:id, :email, 'x', 'Ada', :now, 0)"
+                    ),
+                    {"id": number, "email": f"ada{number}@example.com", "now": utcnow()},
+                )
+            connection.execute(
+                text(
+                    f"INSERT INTO predictions (user_id, created_at, kind, emotion, confidence, {probabilities}) "
+                    "VALUES (1, :now, 'text', 'happy', 1.0, 0, 0, 0, 1, 0, 0, 0)"
+                ),
+                {"now": utcnow()},
+            )
+        upgrade(database_url)
+        with engine.connect() as connection:
+            tokens = connection.execute(text("SELECT session_token FROM users ORDER BY id")).scalars().all()
+            assert connection.execute(text("SELECT COUNT(*) FROM predictions")).scalar() == 1
+    finally:
+        engine.dispose()
+    assert len(tokens) == 2 and all(len(token) >= 32 for token in tokens) and tokens[0] != tokens[1]
+
+
+def test_ids_of_deleted_accounts_and_predictions_are_never_issued_again(clean_database_url: str) -> None:
+    database = Database(clean_database_url)
+    try:
+        with database.session() as session:
+            first = _user(session, "first@example.com")
+            first_id = first.id
+            first_prediction = store_prediction(session, first_id, "text", _result()).id
+            session.execute(delete(User).where(User.id == first_id))
+            session.commit()
+            second = _user(session, "second@example.com")
+            assert second.id > first_id
+            assert store_prediction(session, second.id, "text", _result()).id > first_prediction
+            assert second.session_token and second.session_token != ""
+    finally:
+        database.dispose()

@@ -133,3 +133,27 @@ def test_docker_compose_accepts_the_file() -> None:
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_env_example_leaves_the_development_server_on_localhost_5000() -> None:
+    documented = set(re.findall(r"^([A-Z_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE))
+    assert not {"HOST", "PORT"} & documented  # app.py reads these; a copied .env must not expose it
+    assert {"GUNICORN_HOST", "GUNICORN_PORT"} <= documented
+    source = (ROOT / "app.py").read_text()
+    assert 'os.environ.get("HOST", "127.0.0.1")' in source and 'os.environ.get("PORT", "5000")' in source
+
+
+def test_gunicorn_binds_from_its_own_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    def bind() -> object:
+        namespace: dict[str, object] = {}
+        exec((ROOT / "gunicorn_config.py").read_text(), namespace)
+        return namespace["bind"]
+
+    for name in ("GUNICORN_HOST", "GUNICORN_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOST", "203.0.113.9")
+    monkeypatch.setenv("PORT", "1234")
+    assert bind() == "0.0.0.0:8000"
+    monkeypatch.setenv("GUNICORN_HOST", "127.0.0.1")
+    monkeypatch.setenv("GUNICORN_PORT", "9000")
+    assert bind() == "127.0.0.1:9000"

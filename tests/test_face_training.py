@@ -99,7 +99,7 @@ def test_the_rare_disgust_class_gets_the_largest_class_weight() -> None:
     assert class_weights(labels, power=0.0)[EMOTIONS.index("disgust")] == pytest.approx(1.0)
 
 
-def test_defaults_follow_the_brief_seed_42_adam_1e3_and_models_face() -> None:
+def test_defaults_are_seed_42_adam_at_1e3_and_the_models_face_folder() -> None:
     args = parse_args([])
     assert args.seed == 42
     assert args.learning_rate == pytest.approx(1e-3)
@@ -110,7 +110,7 @@ def test_defaults_follow_the_brief_seed_42_adam_1e3_and_models_face() -> None:
 @pytest.mark.needs_data
 @pytest.mark.skipif(
     not (DEFAULT_DATA_ROOT / "face" / "fer2013new.csv").is_file(),
-    reason="the FER+ label file is not beside the repository (../shared/datasets/face)",
+    reason="the FER+ label file is not beside the repository (face/ under the data root)",
 )
 def test_the_real_ferplus_file_aligns_with_the_fer2013_usage_blocks() -> None:
     votes = load_ferplus(DEFAULT_DATA_ROOT / "face" / "fer2013new.csv")

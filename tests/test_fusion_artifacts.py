@@ -61,23 +61,40 @@ def test_temperatures_are_read_from_the_fusion_folder(tmp_path):
     assert engine.temperatures == {"face": 1.4, "text": 0.9}
     result = engine.fuse({"face": [0.1, 0, 0, 0.8, 0.1, 0, 0]}, "calibrated")
     assert result.explanation["temperatures"] == {"face": 1.4}
-    assert engine.status()["calibration"] == "fitted"
+    (tmp_path / "temperatures.json").write_text(json.dumps({"temperatures": {"face": 1.4, "speech": 1.1, "text": 0.9}}))
+    assert FusionEngine(tmp_path).status()["calibration"] == "fitted"
 
 
-def test_a_missing_temperatures_file_means_identity_and_the_status_says_so(tmp_path):
+def test_a_missing_temperatures_file_makes_calibrated_fusion_503_and_the_status_says_so(tmp_path):
     engine = FusionEngine(tmp_path)
 
     assert engine.temperatures == {}
     assert load_temperatures(tmp_path / "temperatures.json") == {}
-    assert engine.status()["calibration"].startswith("identity")
+    assert engine.status()["calibration"].startswith("unavailable")
+    with pytest.raises(ModelUnavailable, match=r"temperatures\.json is missing") as caught:
+        engine.fuse({"face": [1 / 7] * 7}, "calibrated")
+    assert caught.value.status == 503
+    with pytest.raises(ModelUnavailable):
+        engine.validate("calibrated", None, ["face"])
+    assert engine.fuse({"face": [1 / 7] * 7}, "weighted").strategy == "weighted"
+
+
+def test_temperatures_lacking_a_modality_make_calibrated_fusion_of_that_modality_503(tmp_path):
+    (tmp_path / "temperatures.json").write_text(json.dumps({"temperatures": {"face": 1.4}}))
+    engine = FusionEngine(tmp_path)
+
+    with pytest.raises(ModelUnavailable, match="text"):
+        engine.fuse({"face": [0.1, 0, 0, 0.8, 0.1, 0, 0], "text": [1 / 7] * 7}, "calibrated")
+    assert engine.status()["calibration"] == "unavailable (no fitted temperature for speech, text)"
 
 
 @pytest.mark.parametrize("content", ['{"face": -2}', '{"smell": 1.0}', "not json", '["face"]'])
 def test_a_broken_temperatures_file_makes_fusion_unavailable_rather_than_guessing(tmp_path, content):
     (tmp_path / "temperatures.json").write_text(content)
 
-    with pytest.raises(ModelUnavailable):
+    with pytest.raises(ModelUnavailable) as caught:
         FusionEngine(tmp_path).fuse({"face": [1 / 7] * 7}, "calibrated")
+    assert "see the server log" in caught.value.message
 
 
 def test_the_stacker_strategy_without_a_trained_model_is_503(tmp_path):
@@ -94,8 +111,9 @@ def test_the_stacker_strategy_without_a_trained_model_is_503(tmp_path):
 def test_a_corrupt_stacker_file_is_503(tmp_path):
     (tmp_path / STACKER_FILE).write_bytes(b"not a joblib file")
 
-    with pytest.raises(ModelUnavailable, match="failed to load"):
+    with pytest.raises(ModelUnavailable, match="failed to load") as caught:
         FusionEngine(tmp_path).fuse({"face": [1 / 7] * 7}, "stacker")
+    assert str(tmp_path) not in caught.value.message  # server paths stay in the log
 
 
 def test_stacker_features_are_three_probability_blocks_then_the_presence_mask():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from inference.calibration import temperature_scale
+from inference.errors import ModelUnavailable
 from inference.fusion import (
     DEFAULT_STRATEGY,
     DEFAULT_WEIGHTS,
@@ -70,13 +71,23 @@ def test_seed_worked_example_gates_out_text_and_weights_face_and_speech_by_confi
     assert result.explanation["calibration"] == "fitted"
 
 
-def test_calibrated_without_fitted_temperatures_says_it_used_the_identity():
-    result = fuse_calibrated({"face": probs(happy=0.8), "text": probs(sad=0.6)}, temperatures={})
+@pytest.mark.parametrize("temperatures", [{}, {"face": 1.2}])
+def test_calibrated_without_a_fitted_temperature_for_every_modality_is_503_not_a_guess(temperatures):
+    with pytest.raises(ModelUnavailable) as caught:
+        fuse_calibrated({"face": probs(happy=0.8), "text": probs(sad=0.6)}, temperatures=temperatures)
+
+    assert caught.value.status == 503
+    assert "text" in caught.value.message and "temperature" in caught.value.message
+
+
+def test_fitted_temperatures_of_one_are_used_as_they_are():
+    result = fuse_calibrated(
+        {"face": probs(happy=0.8), "text": probs(sad=0.6)}, temperatures={"face": 1.0, "text": 1.0}
+    )
 
     assert result.explanation["temperatures"] == {"face": 1.0, "text": 1.0}
-    assert result.explanation["calibration"] == "identity"
-    assert "1.0" in result.explanation["calibration_note"] and "identity" in result.explanation["calibration_note"]
-    # identity: face 0.4 x 0.8 = 0.32, text 0.3 x 0.6 = 0.18
+    assert result.explanation["calibration"] == "fitted"
+    # face 0.4 x 0.8 = 0.32, text 0.3 x 0.6 = 0.18
     assert p(result, "happy") == pytest.approx((0.32 * 0.8 + 0.18 * 0.4 / 6) / 0.5)
 
 
@@ -85,7 +96,9 @@ def test_calibrated_never_gates_out_the_last_modality_it_keeps_the_most_confiden
     speech = probs(angry=0.28)
     text = probs(sad=0.20)
 
-    result = fuse_calibrated({"face": face, "speech": speech, "text": text}, temperatures={})
+    result = fuse_calibrated(
+        {"face": face, "speech": speech, "text": text}, temperatures={"face": 1.0, "speech": 1.0, "text": 1.0}
+    )
 
     assert result.explanation["used"] == ["speech"]
     assert set(result.explanation["gated_out"]) == {"face", "text"}
@@ -100,10 +113,10 @@ def test_calibrated_applies_the_temperature_before_gating():
     softened = temperature_scale(face, 3.0)
     assert softened.max() < 0.30
 
-    result = fuse_calibrated({"face": face, "text": text}, temperatures={"face": 3.0})
+    result = fuse_calibrated({"face": face, "text": text}, temperatures={"face": 3.0, "text": 1.0})
 
     assert result.explanation["used"] == ["text"]
-    assert result.explanation["calibration"] == "partial"
+    assert result.explanation["calibrated_confidences"]["face"] == pytest.approx(softened.max())
     assert result.label == "sad"
 
 
@@ -231,3 +244,15 @@ def test_the_engine_uses_its_fitted_temperatures_for_calibrated():
 
     assert result.explanation["temperatures"] == {"face": 2.0}
     assert result.probabilities == pytest.approx(temperature_scale(probs(happy=0.8), 2.0).tolist())
+
+
+def test_the_engine_refuses_calibrated_for_a_modality_without_a_fitted_temperature():
+    engine = FusionEngine(None, temperatures={"face": 2.0})
+
+    with pytest.raises(ModelUnavailable, match="speech"):
+        engine.fuse({"face": probs(happy=0.8), "speech": probs(sad=0.6)}, "calibrated")
+    with pytest.raises(ModelUnavailable, match="speech"):
+        engine.validate("calibrated", None, ["face", "speech"])
+    assert engine.validate("calibrated", None, ["face"])[0] == "calibrated"
+    # the strategies that need no temperatures still answer
+    assert engine.fuse({"face": probs(happy=0.8), "speech": probs(sad=0.6)}, "weighted").label == "happy"

@@ -110,7 +110,22 @@ def test_login_returns_to_the_page_asked_for(client: Any) -> None:
     assert response.status_code == 302 and response.headers["Location"] == "/history"
 
 
-@pytest.mark.parametrize("target", ["//evil.example/steal", "https://evil.example/", "javascript:alert(1)"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "//evil.example/steal",
+        "https://evil.example/",
+        "javascript:alert(1)",
+        "//evil",
+        "https://evil",
+        "/%5Cevil.example",  # "/\\evil.example": browsers treat the backslash as a slash
+        "/%5C%5Cevil.example",
+        "/%09/evil.example",  # a tab is dropped by browsers, leaving "//evil.example"
+        "/%0A/evil.example",
+        "/%5Cevil",
+        "/%09/evil",
+    ],
+)
 def test_login_never_redirects_off_site(client: Any, target: str) -> None:
     register(client)
     client.post("/logout")

@@ -152,3 +152,25 @@ def test_navigation_marks_the_current_page_for_screen_readers(member: Any) -> No
 def test_a_missing_stacker_is_marked_rather_than_offered(member: Any) -> None:
     html = html_of(member, "/analyse")  # this app's models folder has no fusion/stacker.joblib
     assert '<option value="stacker" disabled>stacker (not installed)</option>' in html
+
+
+def test_the_analyse_page_reuses_the_fusion_engine_of_the_apps_predictor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from inference.fusion import FusionEngine
+    from services.analysis import get_predictor
+
+    built: list[str] = []
+    original = FusionEngine.from_models_dir.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type, models_dir: Any, *args: Any, **kwargs: Any) -> Any:
+        built.append(str(models_dir))
+        return original(cls, models_dir, *args, **kwargs)
+
+    monkeypatch.setattr(FusionEngine, "from_models_dir", classmethod(counting))
+    app = make_app(tmp_path)
+    client = signed_in(app)
+    for _ in range(3):
+        assert "stacker (not installed)" in html_of(client, "/analyse")
+    assert len(built) == 1  # one engine per process, not one per page view
+    assert get_predictor(app).fusion is not None

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import html as html_lib
+import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -10,6 +12,8 @@ from typing import Any
 
 import pytest
 from flask import Flask
+
+from inference.labels import EMOTIONS
 
 PUBLIC_PAGES = ("/", "/login", "/register", "/privacy", "/docs")
 PRIVATE_PAGES = ("/analyse", "/history", "/statistics", "/account", "/predictions/1")
@@ -169,6 +173,55 @@ def test_api_docs_page_loads_its_description_from_the_openapi_document(client: A
     html = client.get("/docs").get_data(as_text=True)
     assert "/static/js/docs.js" in html
     assert client.get("/api/openapi.json").status_code == 200
+
+
+@pytest.mark.parametrize("path", PUBLIC_PAGES + PRIVATE_PAGES)
+def test_every_page_hands_its_scripts_the_label_order_from_the_server(client: Any, member: Any, path: str) -> None:
+    page = (client if path in PUBLIC_PAGES else member).get(path).get_data(as_text=True)
+    body = re.search(r"<body\b[^>]*>", page)
+    assert body is not None
+    labels = re.search(r"\sdata-emotions='([^']*)'", body.group(0))
+    assert labels is not None, "<body> must carry data-emotions for static/js/common.js"
+    assert json.loads(html_lib.unescape(labels.group(1))) == list(EMOTIONS)
+
+
+def test_no_script_hard_codes_the_emotion_labels() -> None:
+    scripts = sorted((Path(__file__).resolve().parents[1] / "static" / "js").glob("*.js"))
+    for script in scripts:
+        source = script.read_text(encoding="utf-8")
+        named = [label for label in EMOTIONS if re.search(rf"""["']{label}["']\s*[:,\]]|\b{label}\s*:""", source)]
+        assert len(named) <= 1, f"{script.name} lists the labels {named}; read them from M.EMOTIONS"
+
+
+def test_the_scripts_colour_each_label_by_its_position_in_the_servers_list() -> None:
+    import shutil
+    import subprocess
+
+    node = shutil.which("node") or shutil.which("nodejs")
+    if node is None:
+        pytest.skip("node is not installed; the browser tests still draw the charts")
+    common = Path(__file__).resolve().parents[1] / "static" / "js" / "common.js"
+    probe = (
+        "globalThis.window = {};"
+        "globalThis.document = {body: {dataset: {emotions: process.argv.at(-1)}}};"
+        f"require({json.dumps(str(common))});"
+        "const M = window.Moodlens;"
+        "console.log(JSON.stringify({emotions: M.EMOTIONS, colors: M.COLORS, palette: M.PALETTE}));"
+    )
+
+    def run(labels: list[str]) -> dict[str, Any]:
+        result = subprocess.run(
+            [node, "-e", probe, json.dumps(labels)], check=True, capture_output=True, text=True, timeout=60
+        )
+        return json.loads(result.stdout)
+
+    served = run(list(EMOTIONS))
+    assert served["emotions"] == list(EMOTIONS)
+    assert served["colors"] == dict(zip(EMOTIONS, served["palette"], strict=True))
+    assert len(set(served["palette"])) == len(EMOTIONS)
+    reordered = run(["calm", *EMOTIONS])
+    assert reordered["emotions"][0] == "calm"
+    assert reordered["colors"]["calm"] == served["palette"][0]
 
 
 def test_every_script_is_valid_javascript() -> None:

@@ -70,8 +70,13 @@ def recognizers(tmp_path):
     }
 
 
-def predictor_for(recognizers, tmp_path) -> MultimodalEmotionPredictor:
-    return MultimodalEmotionPredictor(RecognizerRegistry(recognizers), FusionEngine(tmp_path / "fusion"))
+def predictor_for(recognizers, tmp_path, temperatures: dict[str, float] | None = None) -> MultimodalEmotionPredictor:
+    """A predictor whose fusion folder holds fitted temperatures (1.0 each unless given), no stacker."""
+    fusion_dir = tmp_path / "fusion"
+    fusion_dir.mkdir(exist_ok=True)
+    fitted = {"face": 1.0, "speech": 1.0, "text": 1.0} if temperatures is None else temperatures
+    (fusion_dir / "temperatures.json").write_text(json.dumps({"temperatures": fitted}))
+    return MultimodalEmotionPredictor(RecognizerRegistry(recognizers), FusionEngine(fusion_dir))
 
 
 def test_single_modality_calls_return_the_contract_shape_without_fusion(recognizers, tmp_path):
@@ -133,7 +138,8 @@ def test_all_three_are_fused_with_the_default_calibrated_strategy(recognizers, t
     assert explanation["used"] == ["face", "speech", "text"]
     assert sum(explanation["effective_weights"].values()) == pytest.approx(1.0)
     assert explanation["gated_out"] == {}
-    assert "identity" in explanation["calibration_note"]  # no temperatures fitted in tmp_path
+    assert explanation["calibration"] == "fitted"
+    assert explanation["temperatures"] == {"face": 1.0, "speech": 1.0, "text": 1.0}
     assert set(result["individual_results"]) == {"face", "speech", "text"}
     assert sum(result["probabilities"].values()) == pytest.approx(1.0)
 
@@ -215,6 +221,26 @@ def test_the_stacker_without_a_trained_model_is_503_before_any_model_runs(recogn
     assert all(not r.calls for r in recognizers.values())
 
 
+def test_calibrated_fusion_without_a_temperatures_file_is_503_before_any_model_runs(recognizers, tmp_path):
+    predictor = MultimodalEmotionPredictor(RecognizerRegistry(recognizers), FusionEngine(tmp_path / "no-fusion"))
+
+    with pytest.raises(ModelUnavailable, match="temperature") as caught:
+        predictor.predict_multimodal(image=b"i", text="t")
+    assert caught.value.status == 503
+    assert all(not r.calls for r in recognizers.values())
+    assert predictor.predict_multimodal(image=b"i", text="t", strategy="weighted")["emotion"] == "happy"
+
+
+def test_calibrated_fusion_needs_a_fitted_temperature_for_every_given_modality(recognizers, tmp_path):
+    predictor = predictor_for(recognizers, tmp_path, temperatures={"face": 1.2, "text": 0.8})
+
+    with pytest.raises(ModelUnavailable, match="speech"):
+        predictor.predict_multimodal(image=b"i", audio=b"a", text="t")
+    assert all(not r.calls for r in recognizers.values())
+    result = predictor.predict_multimodal(image=b"i", text="t")
+    assert result["fusion"]["explanation"]["temperatures"] == {"face": 1.2, "text": 0.8}
+
+
 def test_user_weights_change_the_fused_answer(recognizers, tmp_path):
     predictor = predictor_for(recognizers, tmp_path)
 
@@ -265,3 +291,27 @@ def test_malformed_calls_are_400(recognizers, tmp_path, kwargs):
     with pytest.raises(InvalidInput) as caught:
         predictor_for(recognizers, tmp_path).predict_multimodal(**kwargs)
     assert caught.value.status == 400
+
+
+class BrokenRecognizer(FixedRecognizer):
+    """A recogniser whose weights file cannot be read."""
+
+    def _load(self) -> None:
+        raise OSError(f"Unable to open file: {self.model_dir / 'face_model.tflite'} is truncated")
+
+
+def test_a_model_that_fails_to_load_is_503_with_a_generic_message_and_the_cause_is_logged(tmp_path, caplog):
+    folder = tmp_path / "face"
+    folder.mkdir()
+    (folder / "card.json").write_text(json.dumps({"model_name": "test-face", "version": "t1"}))
+    broken = BrokenRecognizer(folder, "face", one_hot_ish("happy"))
+
+    with caplog.at_level("ERROR", logger="inference.base"), pytest.raises(ModelUnavailable) as caught:
+        broken.predict(b"img")
+
+    assert caught.value.status == 503
+    assert caught.value.message == "The face model failed to load; see the server log."
+    assert str(tmp_path) not in caught.value.message
+    logged = [record for record in caplog.records if record.name == "inference.base"]
+    assert logged and logged[0].exc_info is not None
+    assert "is truncated" in str(logged[0].exc_info[1])

@@ -33,7 +33,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "speech" / "03-01-05-02-02-02-24.
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the system ffmpeg binary is not installed")
 
 
-# -- helpers shared with test_speech_recognizer.py -------------------------------------------
+# -- test data shared with test_speech_recognizer.py -----------------------------------------
 def fixture_bytes() -> bytes:
     return FIXTURE.read_bytes()
 

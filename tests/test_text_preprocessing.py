@@ -45,6 +45,31 @@ def test_empty_or_whitespace_only_text_is_refused_with_422(blank: str) -> None:
     assert caught.value.code == "empty_text"
 
 
+@pytest.mark.parametrize(
+    "invisible",
+    [
+        "\u200b",  # zero-width space
+        "\ufe0f",  # emoji variation selector
+        "\u200d",  # zero-width joiner
+        " \u200b\u2060\ufeff \u200e ",  # zero-width space, word joiner, BOM, left-to-right mark
+        "\u0301\u20e3",  # a lone combining accent and keycap
+        "\U0001f3fd",  # a skin-tone modifier without an emoji to modify
+    ],
+)
+def test_text_of_only_invisible_characters_is_refused_as_empty_with_422(invisible: str) -> None:
+    with pytest.raises(UnusableInput) as caught:
+        clean_text(invisible)
+    assert caught.value.status == 422
+    assert caught.value.code == "empty_text"
+
+
+def test_invisible_characters_around_real_words_or_emoji_do_not_make_a_text_empty() -> None:
+    assert clean_text("\u200bhi\u200b") == "\u200bhi\u200b"
+    assert clean_text("\u2764\ufe0f") == "\u2764\ufe0f"
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
+    assert clean_text(family) == family  # the zero-width joiners stay inside the emoji sequence
+
+
 def test_text_over_the_limit_is_refused_with_413_and_says_the_limit() -> None:
     with pytest.raises(InputTooLarge) as caught:
         clean_text("word " * 1200)  # 6,000 characters

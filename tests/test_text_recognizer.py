@@ -68,6 +68,26 @@ def test_empty_or_whitespace_only_text_is_refused_with_422(recognizer: TextRecog
     assert caught.value.status == 422
 
 
+@pytest.mark.parametrize("invisible", ["\u200b", "\ufe0f", "\u200b \u200d\u2060"])
+def test_text_of_only_invisible_characters_is_refused_rather_than_answered_with_the_prior(
+    recognizer: TextRecognizer, invisible: str
+) -> None:
+    with pytest.raises(UnusableInput) as caught:
+        recognizer.predict(invisible)
+    assert caught.value.status == 422
+    assert caught.value.code == "empty_text"
+
+
+def test_text_that_tokenises_to_nothing_is_refused_with_422(recognizer: TextRecognizer) -> None:
+    flag = "\U0001f1eb\U0001f1f7"  # a flag: regional-indicator letters, which carry no emotion and are dropped
+    with pytest.raises(UnusableInput) as caught:
+        recognizer.predict(flag)
+    assert caught.value.code == "empty_text"
+    assert "no words or emoji the model can read" in caught.value.message
+    with pytest.raises(UnusableInput, match="text 2 of 2"):
+        recognizer.predict_proba(["I love this!", flag])
+
+
 def test_text_over_the_character_limit_is_refused_with_413(recognizer: TextRecognizer) -> None:
     with pytest.raises(InputTooLarge) as caught:
         recognizer.predict("I am happy. " * 500)

@@ -77,6 +77,11 @@ def me() -> User:
     return current_user._get_current_object()  # type: ignore[attr-defined]
 
 
+def _kept_uploads_dir() -> str | None:
+    """Where kept uploads live (deletions remove them too); None when none are kept."""
+    return current_app.config.get("UPLOADS_DIR") or None
+
+
 def _created(payload: dict[str, Any]) -> tuple[Response, int]:
     return jsonify(payload), 201
 
@@ -130,9 +135,17 @@ def update_profile() -> Response:
 
 @bp.put("/user/password")
 @auth_required
+@login_rate_limit
 def change_password() -> Response:
+    """New password; the same per-IP budget and per-account lock-out as logging in.
+
+    Every other login session of the account ends; this one continues with the new token.
+    """
     body = json_body()
     user = accounts.change_password(get_session(), me(), body.get("current_password"), body.get("new_password"))
+    if not g.get("auth_via_token"):
+        remembered = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies
+        login_user(user, remember=remembered)
     return jsonify({"user": accounts.user_to_dict(user)})
 
 
@@ -152,7 +165,7 @@ def consent() -> Response:
 def delete_account() -> tuple[str, int]:
     user = me()
     logout_user()
-    accounts.delete_user(get_session(), user)
+    accounts.delete_user(get_session(), user, uploads_dir=_kept_uploads_dir())
     return "", 204
 
 
@@ -259,7 +272,7 @@ def get_prediction(prediction_id: int) -> Response:
 @bp.delete("/predictions/<int:prediction_id>")
 @auth_required
 def delete_prediction(prediction_id: int) -> tuple[str, int]:
-    predictions.delete_prediction(get_session(), me().id, prediction_id)
+    predictions.delete_prediction(get_session(), me().id, prediction_id, uploads_dir=_kept_uploads_dir())
     return "", 204
 
 
@@ -290,6 +303,8 @@ def statistics() -> Response:
 @bp.get("/models")
 def models() -> Response:
     """Which modalities are bundled (and with which model), and the fusion strategies."""
+    from web.health import public_model_status
+
     registry = analysis.get_registry(current_app)
     try:
         from inference.fusion import DEFAULT_STRATEGY, DEFAULT_WEIGHTS, STRATEGIES
@@ -304,7 +319,7 @@ def models() -> Response:
     return jsonify(
         {
             "emotions": list(EMOTIONS),
-            "modalities": registry.status(),
+            "modalities": public_model_status(registry.status()),
             "available": registry.available(),
             "all_modalities": list(MODALITIES),
             "fusion": fusion,

@@ -14,6 +14,25 @@ bp = Blueprint("health", __name__)
 log = logging.getLogger("moodlens.health")
 
 
+#: What clients see instead of a model's own error, which may name server files.
+MODEL_ERROR_MESSAGE = "The model could not be loaded; see the server log."
+
+
+def public_model_status(
+    status: dict[str, dict[str, Any]], errors: dict[str, str | None] | None = None
+) -> dict[str, dict[str, Any]]:
+    """The registry's per-modality report with error details logged, not shown."""
+    report: dict[str, dict[str, Any]] = {}
+    for modality, registry_entry in status.items():
+        entry = dict(registry_entry)
+        detail = entry.pop("error", None) or (errors or {}).get(modality)
+        if detail:
+            log.warning("event=model_unavailable modality=%s error=%r", modality, detail)
+            entry["error"] = MODEL_ERROR_MESSAGE
+        report[modality] = entry
+    return report
+
+
 @bp.get("/healthz")
 def healthz() -> Any:
     """The process is up and serving (touches neither the database nor the models)."""
@@ -32,14 +51,11 @@ def readyz() -> Any:
         log.warning("event=readiness_db_failed error=%s", type(exc).__name__)
         report["database"] = {"ok": False, "error": "The database is unreachable."}
         status = 503
-    if request.args.get("load") in {"1", "true", "yes"}:
+    errors: dict[str, str | None] = {}
+    # Loading is heavy and the probe is public: only a deployment that opts in may trigger it.
+    if current_app.config.get("READYZ_ALLOW_LOAD") and request.args.get("load") in {"1", "true", "yes"}:
         errors = registry.load_all()
-        models = registry.status()
-        for modality, error in errors.items():
-            if error:
-                models[modality]["error"] = error
-    else:
-        models = registry.status()
+    models = public_model_status(registry.status(), errors)
     report["models"] = models
     report["available_modalities"] = registry.available()
     report["status"] = "ready" if status == 200 else "unavailable"

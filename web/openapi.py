@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from database.models import KINDS
+from inference.fusion import STRATEGIES
 from inference.labels import EMOTIONS, MODALITIES
 
 PROBS = {
@@ -89,7 +91,7 @@ FILE = {"type": "string", "format": "binary"}
 FILTERS = [
     _query("emotion", {"type": "string", "enum": list(EMOTIONS)}, "Only this final emotion."),
     _query("modality", {"type": "string", "enum": list(MODALITIES)}, "Only predictions that used this modality."),
-    _query("kind", {"type": "string", "enum": ["text", "image", "speech", "multimodal"]}, "Only this kind."),
+    _query("kind", {"type": "string", "enum": list(KINDS)}, "Only this kind."),
     _query("date_from", {"type": "string", "format": "date"}, "From this UTC day (inclusive)."),
     _query("date_to", {"type": "string", "format": "date"}, "Up to this UTC day (inclusive)."),
 ]
@@ -169,8 +171,16 @@ def build_spec() -> dict[str, Any]:
         },
         "/api/user/password": {
             "put": _op(
-                "Change the password.",
-                {"200": USER_RESPONSE, "422": _error("Weak password."), **COMMON_ERRORS},
+                "Change the password; every other login session of the account ends. Shares the login "
+                "rate limit, and wrong current passwords count towards the account lock-out.",
+                {
+                    "200": USER_RESPONSE,
+                    "422": _error("Weak password."),
+                    **COMMON_ERRORS,
+                    "429": _error(
+                        "`rate_limited` (see Retry-After) or `too_many_login_attempts`: the account is locked."
+                    ),
+                },
                 tags=["account"],
                 body=_json_body(
                     {
@@ -275,7 +285,7 @@ def build_spec() -> dict[str, Any]:
                         "text": {"type": "string"},
                         "strategy": {
                             "type": "string",
-                            "enum": ["calibrated", "weighted", "adaptive", "voting", "stacker"],
+                            "enum": list(STRATEGIES),
                         },
                         "weights": {"type": "string", "description": 'JSON object, e.g. {"face": 0.5, "text": 0.5}'},
                         "weight_face": {"type": "number"},
@@ -365,11 +375,12 @@ def build_spec() -> dict[str, Any]:
         },
         "/readyz": {
             "get": _op(
-                "Readiness: database reachable; per-modality model status (`?load=1` loads them).",
+                "Readiness: database reachable; per-modality model status (`?load=1` loads them when "
+                "READYZ_ALLOW_LOAD is on; otherwise it is ignored).",
                 {"200": _json({"type": "object"}), "503": _json({"type": "object"}, "The database is unreachable.")},
                 auth=False,
                 tags=["service"],
-                params=[_query("load", {"type": "string"}, "1 to load every model now.")],
+                params=[_query("load", {"type": "string"}, "1 to load every model now (only with READYZ_ALLOW_LOAD).")],
             )
         },
     }
@@ -470,7 +481,7 @@ def _schemas() -> dict[str, Any]:
             "properties": {
                 "id": {"type": "integer"},
                 "created_at": {"type": "string", "format": "date-time"},
-                "kind": {"type": "string", "enum": ["text", "image", "speech", "multimodal"]},
+                "kind": {"type": "string", "enum": list(KINDS)},
                 "emotion": {"type": "string", "enum": list(EMOTIONS)},
                 "confidence": {"type": "number"},
                 "probabilities": PROBS,

@@ -30,8 +30,8 @@ PASSWORD_HINT = (
 
 def _safe_next(target: str | None) -> str | None:
     """Only same-site relative paths may be a post-login destination (no open redirects)."""
-    if not target:
-        return None
+    if not target or "\\" in target or any(ord(ch) < 32 or ord(ch) == 127 for ch in target):
+        return None  # browsers read "/\host" and "/<tab>/host" like "//host"
     parts = urlsplit(target)
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
         return None
@@ -151,11 +151,12 @@ def logout() -> Response:
 @login_required
 def analyse() -> str:
     """The four-tab analysis page; which models are installed is asked from /api/models."""
-    from inference.fusion import DEFAULT_STRATEGY, DEFAULT_WEIGHTS, STRATEGIES, WEIGHTED_STRATEGIES, FusionEngine
+    from inference.fusion import DEFAULT_STRATEGY, DEFAULT_WEIGHTS, STRATEGIES, WEIGHTED_STRATEGIES
+    from services.analysis import get_fusion_engine
 
     # The stacker is a trained artefact of its own: say so when it is missing instead of failing later.
-    engine = FusionEngine.from_models_dir(current_app.config.get("MODELS_DIR", "models"))
-    unavailable = [] if engine.stacker_available() else ["stacker"]
+    engine = get_fusion_engine(current_app)
+    unavailable = [] if engine is not None and engine.stacker_available() else ["stacker"]
     return render_template(
         "analyse.html",
         strategies=STRATEGIES,

@@ -174,9 +174,22 @@ def json_body(*, required: bool = True) -> dict[str, Any]:
         raise InvalidInput("The body is not valid UTF-8.", code="invalid_encoding") from None
     except ValueError:
         raise InvalidInput("The body is not valid JSON.", code="invalid_json") from None
+    except RecursionError:
+        raise InvalidInput("The JSON body is nested too deeply.", code="invalid_json") from None
     if not isinstance(body, dict):
         raise InvalidInput("The JSON body must be an object.", code="invalid_json")
+    _require_encodable(body)
     return body
+
+
+def _require_encodable(value: Any) -> None:
+    """400 for strings no UTF-8 text can hold (lone surrogates such as "\\ud800" in JSON)."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(
+            "The body contains characters that are not valid Unicode text.", code="invalid_encoding"
+        ) from None
 
 
 def form_or_json() -> dict[str, Any]:
@@ -203,7 +216,7 @@ def parse_weights(fields: dict[str, Any]) -> dict[str, float] | None:
     elif isinstance(raw, str) and raw.strip():
         try:
             weights = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             weights = None  # type: ignore[assignment]
         if not isinstance(weights, dict):
             raise _invalid_fusion('weights must be a JSON object like {"face": 0.5, "speech": 0.2, "text": 0.3}.')
@@ -221,7 +234,7 @@ def parse_weights(fields: dict[str, Any]) -> dict[str, float] | None:
             raise _invalid_fusion(f"Unknown modality {key!r} in weights; use {', '.join(MODALITIES)}.")
         try:
             clean[key] = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise _invalid_fusion(f"The weight for {key} must be a number.") from None
     return clean
 

@@ -5,21 +5,31 @@
 
   const M = (window.Moodlens = window.Moodlens || {});
 
-  M.EMOTIONS = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"];
+  /** The labels in model order, as the server renders them on <body data-emotions>. */
+  function readEmotions() {
+    const raw = document.body && document.body.dataset.emotions;
+    try {
+      const labels = JSON.parse(raw || "null");
+      if (Array.isArray(labels) && labels.length && labels.every((e) => typeof e === "string")) return labels;
+    } catch (error) {
+      /* reported below */
+    }
+    console.error("Moodlens: the page did not provide the emotion labels (body data-emotions).");
+    return [];
+  }
+
+  M.EMOTIONS = readEmotions();
   M.MODALITIES = ["face", "speech", "text"];
   M.MODALITY_NAMES = { face: "Face", speech: "Speech", text: "Text" };
   M.KIND_NAMES = { image: "Image", speech: "Audio", text: "Text", multimodal: "Multimodal" };
-  // Okabe–Ito palette: distinguishable with the common colour-vision deficiencies.
+  // Okabe–Ito palette: distinguishable with the common colour-vision deficiencies. The n-th
+  // label gets the n-th colour, so the server's label order fixes each emotion's colour.
   // Colour is never the only cue: every chart writes the emotion name beside its bar.
-  M.COLORS = {
-    angry: "#D55E00",
-    disgust: "#009E73",
-    fear: "#CC79A7",
-    happy: "#E69F00",
-    neutral: "#8C8C8C",
-    sad: "#0072B2",
-    surprise: "#56B4E9",
-  };
+  M.PALETTE = ["#D55E00", "#009E73", "#CC79A7", "#E69F00", "#8C8C8C", "#0072B2", "#56B4E9"];
+  M.COLORS = {};
+  M.EMOTIONS.forEach(function (emotion, index) {
+    M.COLORS[emotion] = M.PALETTE[index % M.PALETTE.length];
+  });
   M.MODALITY_COLORS = { face: "#3b4a8c", speech: "#6b4c8a", text: "#2f6f6f" }; // not emotion colours
 
   M.capitalise = function (word) {

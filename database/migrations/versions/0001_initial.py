@@ -18,6 +18,7 @@ down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# Frozen on purpose: a migration must not change when the code's label list changes.
 EMOTIONS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 TABLE_ARGS = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_unicode_ci"}
 
@@ -48,6 +49,7 @@ def upgrade() -> None:
         sa.Column("locked_until", _timestamp(), nullable=True),
         sa.Column("last_login_at", _timestamp(), nullable=True),
         sa.UniqueConstraint("email", name="uq_users_email"),
+        sqlite_autoincrement=True,  # ids of deleted accounts are never issued again
         **TABLE_ARGS,
     )
     op.create_table(
@@ -77,6 +79,7 @@ def upgrade() -> None:
         sa.Column("fusion_explanation", _json_text(), nullable=True),
         sa.Column("input_summary", _json_text(), nullable=True),
         *_probabilities(),
+        sqlite_autoincrement=True,
         **TABLE_ARGS,
     )
     op.create_index("ix_predictions_user_created", "predictions", ["user_id", "created_at"])
