@@ -655,7 +655,7 @@ def finish(
             "stopped_for_time_budget": bool(time_budget and time_budget.stopped_for_time),
             "finished_from_checkpoint": bool(args.from_checkpoint),
             "wall_clock_minutes": round(minutes, 1),
-            "hardware": "2-core CPU (shared)",
+            "hardware": "2-core CPU",
             "seed": args.seed,
             "hyper_parameters": {
                 "optimizer": "Adam",
