@@ -15,7 +15,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import wave
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -380,3 +382,24 @@ def assert_error(response: Any, status: int, code: str | None = None) -> dict[st
     if code is not None:
         assert body["error"]["code"] == code, body
     return body["error"]
+
+
+# -- report: show that the database tests really ran on both backends ----------------------
+_BACKEND_IN_ID = re.compile(r"[\[-](sqlite|mariadb)[\]-]")
+_backend_outcomes: dict[str, Counter[str]] = {"sqlite": Counter(), "mariadb": Counter()}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Count each database-parametrised test once, by backend and outcome."""
+    match = _BACKEND_IN_ID.search(report.nodeid)
+    if match is None:
+        return
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        _backend_outcomes[match.group(1)][report.outcome] += 1
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    terminalreporter.section("database backends")
+    for backend, outcomes in _backend_outcomes.items():
+        counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items())) or "no tests"
+        terminalreporter.write_line(f"{backend}: {counts}")
