@@ -125,6 +125,25 @@
   }
 
   /* ---------------- photo input ---------------- */
+  /* One file from a file input or dropped on its drop zone goes to `accept` (photo and audio alike). */
+  function wireFilePicker(fileInput, dropzone, accept) {
+    fileInput.addEventListener("change", function () {
+      accept(fileInput.files && fileInput.files[0]);
+    });
+    dropzone.addEventListener("dragover", function (event) {
+      event.preventDefault();
+      dropzone.classList.add("is-dragover");
+    });
+    dropzone.addEventListener("dragleave", function () {
+      dropzone.classList.remove("is-dragover");
+    });
+    dropzone.addEventListener("drop", function (event) {
+      event.preventDefault();
+      dropzone.classList.remove("is-dragover");
+      accept(event.dataTransfer && event.dataTransfer.files && event.dataTransfer.files[0]);
+    });
+  }
+
   function ImageInput(block) {
     const self = this;
     this.block = block;
@@ -197,21 +216,7 @@
       setBlob(file, file.name);
     }
 
-    fileInput.addEventListener("change", function () {
-      acceptFile(fileInput.files && fileInput.files[0]);
-    });
-    dropzone.addEventListener("dragover", function (event) {
-      event.preventDefault();
-      dropzone.classList.add("is-dragover");
-    });
-    dropzone.addEventListener("dragleave", function () {
-      dropzone.classList.remove("is-dragover");
-    });
-    dropzone.addEventListener("drop", function (event) {
-      event.preventDefault();
-      dropzone.classList.remove("is-dragover");
-      acceptFile(event.dataTransfer && event.dataTransfer.files && event.dataTransfer.files[0]);
-    });
+    wireFilePicker(fileInput, dropzone, acceptFile);
 
     startBtn.addEventListener("click", async function () {
       if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
@@ -338,21 +343,7 @@
       setBlob(file, file.name);
     }
 
-    fileInput.addEventListener("change", function () {
-      acceptFile(fileInput.files && fileInput.files[0]);
-    });
-    dropzone.addEventListener("dragover", function (event) {
-      event.preventDefault();
-      dropzone.classList.add("is-dragover");
-    });
-    dropzone.addEventListener("dragleave", function () {
-      dropzone.classList.remove("is-dragover");
-    });
-    dropzone.addEventListener("drop", function (event) {
-      event.preventDefault();
-      dropzone.classList.remove("is-dragover");
-      acceptFile(event.dataTransfer && event.dataTransfer.files && event.dataTransfer.files[0]);
-    });
+    wireFilePicker(fileInput, dropzone, acceptFile);
 
     function pickMimeType() {
       const candidates = ["audio/webm;codecs=opus", "audio/webm", "audio/ogg;codecs=opus", "audio/mp4"];
