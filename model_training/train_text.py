@@ -327,6 +327,26 @@ def train(args: argparse.Namespace, train_set: TextSet, val_sets: list[TextSet],
     step = 0
     started = time.perf_counter()
     stop = False
+    epoch = 0
+    running = 0.0
+
+    def evaluate_now() -> None:
+        """Validate the current weights (keeps the best checkpoint and the history up to date)."""
+        _evaluate_step(
+            args,
+            model,
+            tokenizer,
+            val_sets,
+            val_ids=val_ids,
+            output_dir=output_dir,
+            step=step,
+            epoch=epoch,
+            started=started,
+            loss=running,
+            best=best,
+            history=history,
+        )
+
     model.train()
     for epoch in range(args.epochs):
         batches = bucketed_batches(lengths, args.batch_size, rng)
@@ -353,20 +373,7 @@ def train(args: argparse.Namespace, train_set: TextSet, val_sets: list[TextSet],
             running = 0.98 * running + 0.02 * value if step > 1 else value
             bar.set_postfix(loss=f"{running:.3f}", lr=f"{args.lr * scale:.1e}", refresh=False)
             if step % eval_every == 0:
-                _evaluate_step(
-                    args,
-                    model,
-                    tokenizer,
-                    val_sets,
-                    val_ids=val_ids,
-                    output_dir=output_dir,
-                    step=step,
-                    epoch=epoch,
-                    started=started,
-                    loss=running,
-                    best=best,
-                    history=history,
-                )
+                evaluate_now()
                 evals_since_best = 0 if history[-1]["best"] else evals_since_best + 1
                 if evals_since_best >= args.patience:
                     print(f"early stop: no validation gain in {args.patience} evaluations", flush=True)
@@ -376,20 +383,7 @@ def train(args: argparse.Namespace, train_set: TextSet, val_sets: list[TextSet],
         if stop:
             break
     if not history or history[-1]["step"] != step:
-        _evaluate_step(
-            args,
-            model,
-            tokenizer,
-            val_sets,
-            val_ids=val_ids,
-            output_dir=output_dir,
-            step=step,
-            epoch=epoch,
-            started=started,
-            loss=running,
-            best=best,
-            history=history,
-        )
+        evaluate_now()
     return {
         "history": history,
         "best": {k: v for k, v in best.items() if k != "state"},

@@ -403,3 +403,23 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     for backend, outcomes in _backend_outcomes.items():
         counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(outcomes.items())) or "no tests"
         terminalreporter.write_line(f"{backend}: {counts}")
+
+
+# -- pages: a light app for Flask test-client page tests -------------------------------------
+def make_pages_app(tmp_path: Path, **overrides: Any) -> Any:
+    """An app on its own SQLite file with no bundled models, CSRF and rate limits off unless overridden."""
+    from app import create_app
+
+    config: dict[str, Any] = {
+        "APP_ENV": "testing",
+        "TESTING": True,
+        "SECRET_KEY": "pages-test-" + "s" * 32,
+        "INSTANCE_DIR": str(tmp_path),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'pages.db'}",
+        "BCRYPT_ROUNDS": 4,
+        "WTF_CSRF_ENABLED": False,
+        "RATELIMIT_ENABLED": False,
+        "MODELS_DIR": str(tmp_path / "no-models"),
+    }
+    config.update(overrides)
+    return create_app(config)

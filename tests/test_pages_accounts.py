@@ -8,27 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
+
+from tests.conftest import make_pages_app as make_app
 
 PASSWORD = "Lovelace-1815"
-
-
-def make_app(tmp_path: Path, **overrides: Any) -> Flask:
-    from app import create_app
-
-    config: dict[str, Any] = {
-        "APP_ENV": "testing",
-        "TESTING": True,
-        "SECRET_KEY": "pages-test-" + "s" * 32,
-        "INSTANCE_DIR": str(tmp_path),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'pages.db'}",
-        "BCRYPT_ROUNDS": 4,
-        "WTF_CSRF_ENABLED": False,
-        "RATELIMIT_ENABLED": False,
-        "MODELS_DIR": str(tmp_path / "no-models"),
-    }
-    config.update(overrides)
-    return create_app(config)
 
 
 @pytest.fixture

@@ -12,24 +12,7 @@ from flask import Flask
 
 from inference.fusion import DEFAULT_STRATEGY, DEFAULT_WEIGHTS, STRATEGIES
 from inference.labels import EMOTIONS
-
-
-def make_app(tmp_path: Path, **overrides: Any) -> Flask:
-    from app import create_app
-
-    config: dict[str, Any] = {
-        "APP_ENV": "testing",
-        "TESTING": True,
-        "SECRET_KEY": "pages-test-" + "s" * 32,
-        "INSTANCE_DIR": str(tmp_path),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'pages.db'}",
-        "BCRYPT_ROUNDS": 4,
-        "WTF_CSRF_ENABLED": False,
-        "RATELIMIT_ENABLED": False,
-        "MODELS_DIR": str(tmp_path / "no-models"),
-    }
-    config.update(overrides)
-    return create_app(config)
+from tests.conftest import make_pages_app as make_app
 
 
 def signed_in(app: Flask) -> Any:

@@ -14,6 +14,7 @@ import pytest
 from flask import Flask
 
 from inference.labels import EMOTIONS
+from tests.conftest import make_pages_app
 
 PUBLIC_PAGES = ("/", "/login", "/register", "/privacy", "/docs")
 PRIVATE_PAGES = ("/analyse", "/history", "/statistics", "/account", "/predictions/1")
@@ -21,21 +22,7 @@ PRIVATE_PAGES = ("/analyse", "/history", "/statistics", "/account", "/prediction
 
 @pytest.fixture
 def app(tmp_path: Path) -> Flask:
-    from app import create_app
-
-    return create_app(
-        {
-            "APP_ENV": "testing",
-            "TESTING": True,
-            "SECRET_KEY": "pages-test-" + "s" * 32,
-            "INSTANCE_DIR": str(tmp_path),
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'pages.db'}",
-            "BCRYPT_ROUNDS": 4,
-            "WTF_CSRF_ENABLED": False,
-            "RATELIMIT_ENABLED": False,
-            "MODELS_DIR": str(tmp_path / "no-models"),
-        }
-    )
+    return make_pages_app(tmp_path)
 
 
 @pytest.fixture
