@@ -266,6 +266,7 @@ def kept_files(input_summary: Any, user_id: int, uploads_dir: str | Path | None)
 #: The dates a history filter may name.
 FIRST_DATE = dt.date(1000, 1, 1)
 LAST_DATE = dt.date(9998, 12, 31)
+MAX_TZ_OFFSET_MINUTES = 14 * 60  # UTC-12 .. UTC+14, with room either side
 
 
 def _parse_date(value: Any, name: str) -> dt.date | None:
@@ -298,7 +299,31 @@ def parse_filters(args: Mapping[str, Any]) -> dict[str, Any]:
     date_to = _parse_date(args.get("date_to"), "date_to")
     if date_from and date_to and date_from > date_to:
         raise InvalidInput("date_from must not be after date_to.", code="invalid_filter")
-    return {"emotion": emotion, "modality": modality, "kind": kind, "date_from": date_from, "date_to": date_to}
+    tz_offset = _parse_tz_offset(args.get("tz_offset"))
+    return {
+        "emotion": emotion,
+        "modality": modality,
+        "kind": kind,
+        "date_from": date_from,
+        "date_to": date_to,
+        "tz_offset": tz_offset,
+    }
+
+
+def _parse_tz_offset(value: Any) -> int:
+    """Minutes to add to a local time to get UTC (JavaScript's ``Date.getTimezoneOffset``); 0 = UTC days."""
+    if value in (None, ""):
+        return 0
+    try:
+        minutes = int(str(value).strip())
+    except ValueError:
+        raise InvalidInput("tz_offset must be whole minutes, e.g. -60 for UTC+1.", code="invalid_filter") from None
+    if not -MAX_TZ_OFFSET_MINUTES <= minutes <= MAX_TZ_OFFSET_MINUTES:
+        raise InvalidInput(
+            f"tz_offset must lie between -{MAX_TZ_OFFSET_MINUTES} and {MAX_TZ_OFFSET_MINUTES} minutes.",
+            code="invalid_filter",
+        )
+    return minutes
 
 
 def _conditions(user_id: int, filters: Mapping[str, Any]) -> list[Any]:
@@ -307,11 +332,13 @@ def _conditions(user_id: int, filters: Mapping[str, Any]) -> list[Any]:
         conditions.append(Prediction.emotion == filters["emotion"])
     if filters.get("kind"):
         conditions.append(Prediction.kind == filters["kind"])
+    # Days are the user's local days when the client says its offset (stored times are UTC).
+    shift = dt.timedelta(minutes=filters.get("tz_offset") or 0)
     if filters.get("date_from"):
-        start = dt.datetime.combine(filters["date_from"], dt.time.min)
+        start = dt.datetime.combine(filters["date_from"], dt.time.min) + shift
         conditions.append(Prediction.created_at >= start)
     if filters.get("date_to"):  # inclusive: the whole of that day
-        end = dt.datetime.combine(filters["date_to"] + dt.timedelta(days=1), dt.time.min)
+        end = dt.datetime.combine(filters["date_to"] + dt.timedelta(days=1), dt.time.min) + shift
         conditions.append(Prediction.created_at < end)
     if filters.get("modality"):
         conditions.append(
@@ -509,8 +536,9 @@ def export_row(prediction: Any, rows: list[Any]) -> list[Any]:
     return [spreadsheet_safe(v) for v in row]
 
 
-def export_csv(session: Session, user_id: int) -> Iterator[str]:
-    """The user's whole history as CSV text chunks, oldest first, streamed in batches.
+def export_csv(session: Session, user_id: int, filters: Mapping[str, Any] | None = None) -> Iterator[str]:
+    """The user's history (all of it, or what ``filters`` from :func:`parse_filters` keep) as CSV
+    text chunks, oldest first, streamed in batches.
 
     Reads plain column rows (no ORM objects) in keyset-paginated chunks, so memory stays flat
     and 100k predictions export in seconds. Starts with a UTF-8 byte-order mark so
@@ -521,11 +549,12 @@ def export_csv(session: Session, user_id: int) -> Iterator[str]:
     buffer.write("\ufeff")
     writer.writerow(export_header())
     yield buffer.getvalue()
+    conditions = _conditions(user_id, filters or {})
     last_id = 0
     while True:
         predictions = session.execute(
             select(*_PREDICTION_EXPORT_COLUMNS)
-            .where(Prediction.user_id == user_id, Prediction.id > last_id)
+            .where(*conditions, Prediction.id > last_id)
             .order_by(Prediction.id)
             .limit(EXPORT_CHUNK)
         ).all()

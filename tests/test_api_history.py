@@ -144,6 +144,19 @@ def test_statistics_match_hand_computed_numbers(seeded: tuple[Api, list[int]]) -
     assert stats["by_day"][2]["by_emotion"]["angry"] == 1 and stats["by_day"][2]["by_emotion"]["happy"] == 1
 
 
+def test_date_filters_follow_the_users_own_days_when_the_page_sends_its_offset(
+    seeded: tuple[Api, list[int]],
+) -> None:
+    """Stored times are UTC; a browser at UTC-10 (offset +600 min) sees 1 March 09:00 UTC as 28 February."""
+    api, ids = seeded
+    utc_day = api.get("/api/predictions?date_from=2026-03-01&date_to=2026-03-01").get_json()["items"]
+    local_day = api.get("/api/predictions?date_from=2026-03-01&date_to=2026-03-01&tz_offset=600").get_json()["items"]
+    assert sorted(item["id"] for item in utc_day) == [ids[0], ids[1]]
+    assert [item["id"] for item in local_day] == [ids[2]]
+    _, exported = _csv(api, "?date_from=2026-03-01&date_to=2026-03-01&tz_offset=600")
+    assert [int(r["id"]) for r in exported] == [ids[2]]
+
+
 def test_statistics_of_a_new_user_are_zero(user_api: Api) -> None:
     stats = user_api.get("/api/statistics").get_json()
     assert stats["total"] == 0 and stats["average_confidence"] is None and stats["by_day"] == []
@@ -156,8 +169,8 @@ def test_statistics_accept_the_history_filters(seeded: tuple[Api, list[int]]) ->
     assert stats["total"] == 2 and stats["average_confidence"] == pytest.approx(0.6)
 
 
-def _csv(api: Api) -> tuple[Any, list[dict[str, str]]]:
-    response = api.get("/api/predictions/export.csv")
+def _csv(api: Api, query: str = "") -> tuple[Any, list[dict[str, str]]]:
+    response = api.get("/api/predictions/export.csv" + query)
     assert response.status_code == 200
     text = response.get_data(as_text=True)
     assert text.startswith("\ufeff")
@@ -191,6 +204,21 @@ def test_the_csv_export_neutralises_spreadsheet_formulas_in_user_text(seeded: tu
     for row in rows:
         for value in row.values():
             assert not (value or "").startswith(("=", "+", "@")), value
+
+
+def test_the_csv_export_keeps_only_what_the_history_filters_keep(seeded: tuple[Api, list[int]]) -> None:
+    api, ids = seeded
+    _, happy_text = _csv(api, "?emotion=happy&modality=text")
+    assert [int(r["id"]) for r in happy_text] == [ids[0], ids[2], ids[4]]
+    _, from_march_2 = _csv(api, "?date_from=2026-03-02&date_to=2026-03-02")
+    assert [int(r["id"]) for r in from_march_2] == [ids[2]]
+
+
+def test_a_bad_export_filter_is_a_400_before_any_csv_is_sent(seeded: tuple[Api, list[int]]) -> None:
+    api, _ = seeded
+    response = api.get("/api/predictions/export.csv?emotion=bored")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_filter"
 
 
 def test_the_csv_export_of_an_empty_history_is_just_the_header(user_api: Api) -> None:

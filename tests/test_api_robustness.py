@@ -155,3 +155,14 @@ def test_dates_at_the_ends_of_the_calendar_are_a_clear_400(user_api: Api, query:
 def test_dates_inside_the_supported_range_still_filter(user_api: Api) -> None:
     response = user_api.get("/api/predictions?date_from=1000-01-01&date_to=9998-12-31")
     assert response.status_code == 200 and response.get_json()["items"] == []
+    for offset in ("-840", "840"):  # the calendar's ends shifted by the widest time zones
+        response = user_api.get(f"/api/predictions?date_from=1000-01-01&date_to=9998-12-31&tz_offset={offset}")
+        assert response.status_code == 200 and response.get_json()["items"] == []
+
+
+@pytest.mark.parametrize("offset", ["abc", "1.5", "841", "-100000", "9" * 400])
+def test_a_time_zone_offset_that_is_not_whole_minutes_in_range_is_a_clear_400(user_api: Api, offset: str) -> None:
+    for url in ["/api/predictions", "/api/statistics", "/api/predictions/export.csv"]:
+        response = user_api.get(f"{url}?date_from=2026-01-01&tz_offset={offset}")
+        error = assert_error(response, 400, "invalid_filter")
+        assert "tz_offset" in error["message"], url

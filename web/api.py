@@ -279,13 +279,15 @@ def delete_prediction(prediction_id: int) -> tuple[str, int]:
 @bp.get("/predictions/export.csv")
 @auth_required
 def export_csv() -> Response:
-    """The whole history as CSV, streamed with its own session (the request one closes early)."""
+    """The history as CSV (the same filters as GET /predictions), streamed with its own session
+    (the request one closes early). Filters are checked before the first byte, so a bad one is a 400."""
     user_id = me().id
+    filters = predictions.parse_filters(request.args)
     database = get_database()
 
     def generate() -> Any:
         with database.session() as session:
-            yield from predictions.export_csv(session, user_id)
+            yield from predictions.export_csv(session, user_id, filters)
 
     response = Response(stream_with_context(generate()), mimetype="text/csv")
     response.headers["Content-Disposition"] = 'attachment; filename="moodlens-predictions.csv"'

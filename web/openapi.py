@@ -92,8 +92,13 @@ FILTERS = [
     _query("emotion", {"type": "string", "enum": list(EMOTIONS)}, "Only this final emotion."),
     _query("modality", {"type": "string", "enum": list(MODALITIES)}, "Only predictions that used this modality."),
     _query("kind", {"type": "string", "enum": list(KINDS)}, "Only this kind."),
-    _query("date_from", {"type": "string", "format": "date"}, "From this UTC day (inclusive)."),
-    _query("date_to", {"type": "string", "format": "date"}, "Up to this UTC day (inclusive)."),
+    _query("date_from", {"type": "string", "format": "date"}, "From this day (inclusive; UTC unless tz_offset)."),
+    _query("date_to", {"type": "string", "format": "date"}, "Up to this day (inclusive; UTC unless tz_offset)."),
+    _query(
+        "tz_offset",
+        {"type": "integer", "minimum": -840, "maximum": 840},
+        "Minutes from local time to UTC, as JavaScript's Date.getTimezoneOffset(): the dates are then local days.",
+    ),
 ]
 
 
@@ -342,13 +347,14 @@ def build_spec() -> dict[str, Any]:
         },
         "/api/predictions/export.csv": {
             "get": _op(
-                "The whole history as CSV (streamed; one row per prediction with per-modality columns; "
-                "cells starting with = + - @ are prefixed with a quote).",
+                "The history as CSV, all of it or what the filters keep (streamed; one row per prediction "
+                "with per-modality columns; cells starting with = + - @ are prefixed with a quote).",
                 {
                     "200": {"description": "CSV file.", "content": {"text/csv": {"schema": {"type": "string"}}}},
                     **COMMON_ERRORS,
                 },
                 tags=["history"],
+                params=FILTERS,
             )
         },
         "/api/statistics": {

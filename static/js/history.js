@@ -12,6 +12,7 @@
   const next = document.getElementById("page-next");
   const info = document.getElementById("page-info");
   const dialog = document.getElementById("delete-dialog");
+  const downloadLink = document.getElementById("download-csv");
   const PER_PAGE = 20;
   let page = 1;
   let pages = 1;
@@ -22,6 +23,9 @@
       const value = form.elements[name].value;
       if (value) params.set(name, value);
     });
+    // The date boxes hold the user's local days; the server stores UTC times.
+    const day = params.get("date_from") || params.get("date_to");
+    if (day) params.set("tz_offset", String(new Date(day + "T00:00:00").getTimezoneOffset()));
     return params;
   }
 
@@ -69,6 +73,9 @@
     const shown = filters();
     if (page > 1) shown.set("page", String(page));
     window.history.replaceState(null, "", window.location.pathname + (shown.toString() ? "?" + shown.toString() : ""));
+    const exportQuery = filters().toString();
+    downloadLink.href = "/api/predictions/export.csv" + (exportQuery ? "?" + exportQuery : "");
+    downloadLink.textContent = exportQuery ? "Download these results as CSV" : "Download CSV";
     tbody.setAttribute("aria-busy", "true");
     let data;
     try {

@@ -391,8 +391,11 @@ def test_history_lists_filters_and_opens_results(page: Any, live_server: LiveSer
     reloaded(page, lambda: css(page, "#history-filters [type=submit]").click())
     assert "emotion=" + emotion in page.current_url
     assert set(attributes(page, "tbody tr[data-id]", "data-emotion")) == {emotion}
+    # The download offers what is on screen, not the whole history.
+    assert css(page, "#download-csv").get_attribute("href").endswith("/api/predictions/export.csv?emotion=" + emotion)
     reloaded(page, lambda: css(page, "#history-filters [type=reset]").click())
     assert "emotion=" not in page.current_url
+    assert css(page, "#download-csv").get_attribute("href").endswith("/api/predictions/export.csv")
 
     wait_for(page, lambda d: css_all(d, f"tbody tr[data-id='{journey['predictions'][0]}'] a"))
     css(page, f"tbody tr[data-id='{journey['predictions'][0]}'] a").click()
