@@ -492,7 +492,9 @@ def main(argv: list[str] | None = None) -> int:
         train_ds = (
             tf.data.Dataset.from_tensor_slices((x_train, targets, sample_weight))
             .shuffle(len(y_train), seed=args.seed, reshuffle_each_iteration=True)
-            .batch(args.batch_size)
+            # Full batches only: a short last batch crashes oneDNN's training kernels for the wider
+            # models (segfault, reproduced with 32-256 filters); the reshuffle covers every face.
+            .batch(args.batch_size, drop_remainder=True)
             .map(augment, num_parallel_calls=1)
             .prefetch(2)
         )
