@@ -6,6 +6,11 @@ Texts longer than one 128-token window are not cut: they are split into overlapp
 (stride 64 tokens), each window is classified, and the window probabilities are averaged
 weighted by the number of text tokens in each window. PyTorch and transformers are imported
 only when the model loads, so the web layer stays light until text is first analysed.
+
+The network is served by ONNX Runtime when the card says so: at load the PyTorch model built
+from the float16 weights is exported to an in-memory ONNX graph (about 1.5 s, once per process)
+and ONNX Runtime runs it in float32, about twice as fast as eager PyTorch with the same outputs
+(differences ~1e-6). Nothing extra is stored in the repository.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ HEAD_FILE = "head.json"
 WINDOW_TOKENS = 128
 WINDOW_STRIDE = 64
 BATCH_WINDOWS = 64
+RUNTIMES = ("torch", "onnxruntime")
 
 
 def build_classifier(encoder_config: Any, pooling: str = "mean", dropout: float = 0.1) -> Any:
@@ -89,17 +95,23 @@ class TextRecognizer(Recognizer):
         *,
         num_threads: int = 1,
         quantise: bool | None = None,
+        runtime: str | None = None,
         spell_emoji: bool = True,
     ) -> None:
         super().__init__(model_dir)
+        if runtime is not None and runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {RUNTIMES}, not {runtime!r}")
         self._num_threads = num_threads
         self._spell_emoji = spell_emoji
         self._quantise_override = quantise
+        self._runtime_override = runtime
         self._infer_lock = threading.Lock()
         self._model: Any = None
+        self._forward: Any = None
         self._class_log_bias = np.zeros(NUM_EMOTIONS)
         self._tokenizer: Any = None
         self.quantisation = "none"
+        self.runtime = "torch"
 
     # -- loading --------------------------------------------------------------------------
     def _load(self) -> None:
@@ -113,9 +125,16 @@ class TextRecognizer(Recognizer):
         quantise = self._quantise_override
         if quantise is None:
             quantise = str(self.card.get("inference", {}).get("quantisation", "none")) == "dynamic-int8"
+        runtime = self._runtime_override or str(self.card.get("inference", {}).get("runtime", "torch"))
         if quantise:
             self._model = quantise_dynamic_int8(self._model)
             self.quantisation = "dynamic-int8"
+            runtime = "torch"  # the int8 path is PyTorch's dynamic quantisation
+        if runtime == "onnxruntime":
+            self._forward = onnxruntime_forward(self._model, self._num_threads)
+        else:
+            self._forward = torch_forward(self._model)
+        self.runtime = runtime
 
     # -- prediction -----------------------------------------------------------------------
     def _predict(self, raw: str, *, max_chars: int = DEFAULT_MAX_CHARS) -> tuple[np.ndarray, dict[str, Any]]:
@@ -136,8 +155,6 @@ class TextRecognizer(Recognizer):
 
     def _classify(self, texts: list[str]) -> tuple[np.ndarray, list[int], list[int]]:
         """Tokenise once, classify every window, combine windows by token-weighted averaging."""
-        import torch
-
         model_inputs = [spell_out_emoji(text) for text in texts] if self._spell_emoji else texts
         with self._infer_lock:  # a fast tokenizer must not be called from two threads at once
             encoded = self._tokenizer(model_inputs, add_special_tokens=False, truncation=False)["input_ids"]
@@ -163,17 +180,16 @@ class TextRecognizer(Recognizer):
                 weights.append(float(max(end - start, 1)))
         order = np.argsort([len(w) for w in windows], kind="stable")
         window_probs = np.zeros((len(windows), NUM_EMOTIONS), dtype=np.float64)
-        with self._infer_lock, torch.inference_mode():
+        with self._infer_lock:
             for begin in range(0, len(order), BATCH_WINDOWS):
                 chunk = order[begin : begin + BATCH_WINDOWS]
                 width = max(len(windows[i]) for i in chunk)
-                ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-                mask = torch.zeros((len(chunk), width), dtype=torch.long)
+                ids = np.full((len(chunk), width), pad_id, dtype=np.int64)
+                mask = np.zeros((len(chunk), width), dtype=np.int64)
                 for row, i in enumerate(chunk):
-                    ids[row, : len(windows[i])] = torch.tensor(windows[i])
+                    ids[row, : len(windows[i])] = windows[i]
                     mask[row, : len(windows[i])] = 1
-                logits = self._model(input_ids=ids, attention_mask=mask)
-                window_probs[chunk] = torch.softmax(logits.float(), dim=-1).numpy()
+                window_probs[chunk] = softmax(self._forward(ids, mask))
         combined = np.zeros((len(texts), NUM_EMOTIONS), dtype=np.float64)
         totals = np.zeros(len(texts), dtype=np.float64)
         for i, (owner, weight) in enumerate(zip(owners, weights, strict=True)):
@@ -224,3 +240,63 @@ def quantise_dynamic_int8(model: Any) -> Any:
     import torch
 
     return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.asarray(logits, dtype=np.float64)
+    shifted = np.exp(shifted - shifted.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def torch_forward(model: Any) -> Any:
+    """``(ids, mask) -> logits`` with eager PyTorch (the path dynamic int8 needs)."""
+    import torch
+
+    def forward(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            logits = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
+        return logits.float().numpy()
+
+    return forward
+
+
+def onnxruntime_forward(model: Any, num_threads: int) -> Any:
+    """``(ids, mask) -> logits`` with ONNX Runtime over an in-memory export of ``model``.
+
+    The graph has dynamic batch and sequence axes, so windows of any length up to 128 tokens run
+    through the one session.
+    """
+    import io
+    import warnings
+
+    import onnxruntime
+    import torch
+
+    example = (torch.ones((1, 8), dtype=torch.long), torch.ones((1, 8), dtype=torch.long))
+    graph = io.BytesIO()
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")  # tracer notes about Python-side shape checks
+        torch.onnx.export(
+            model,
+            example,
+            graph,
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_axes={
+                "input_ids": {0: "batch", 1: "tokens"},
+                "attention_mask": {0: "batch", 1: "tokens"},
+                "logits": {0: "batch"},
+            },
+            opset_version=17,
+            dynamo=False,
+        )
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = num_threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = onnxruntime.InferenceSession(graph.getvalue(), options, providers=["CPUExecutionProvider"])
+
+    def forward(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        return session.run(["logits"], {"input_ids": ids, "attention_mask": mask})[0]
+
+    return forward

@@ -134,6 +134,23 @@ def test_the_model_card_documents_test_metrics_windowing_and_quantisation(recogn
         "dynamic-int8" if card["inference"]["quantisation"] == "dynamic-int8" else "none"
     )
     assert (TEXT_MODEL_DIR / "model.safetensors").stat().st_size <= 50 * 1024 * 1024
+    assert recognizer.runtime == card["inference"].get("runtime", "torch")
+
+
+def test_onnx_runtime_and_eager_pytorch_give_the_same_probabilities(recognizer: TextRecognizer) -> None:
+    """The faster runtime is an implementation detail: same windows, same numbers."""
+    texts = ["I love this!", "Why would they do that to us?", "🙂", "so tired of waiting " * 60]
+    runtimes = {}
+    for runtime in ("onnxruntime", "torch"):
+        model = TextRecognizer(TEXT_MODEL_DIR, runtime=runtime, quantise=False)
+        runtimes[runtime] = model.predict_proba(texts)
+        assert model.runtime == runtime
+    assert np.allclose(runtimes["onnxruntime"], runtimes["torch"], atol=1e-4)
+
+
+def test_an_unknown_runtime_is_refused_when_the_recogniser_is_built() -> None:
+    with pytest.raises(ValueError, match="runtime"):
+        TextRecognizer(TEXT_MODEL_DIR, runtime="tensorrt")
 
 
 def test_a_missing_model_folder_is_model_unavailable(tmp_path: Path) -> None:
