@@ -107,6 +107,27 @@ def expected_calibration_error(probabilities: np.ndarray, y_true: Sequence[int],
     return float(ece)
 
 
+def ece_noise_floor(probabilities: np.ndarray, bins: int = 15, draws: int = 1000, seed: int = 0) -> dict[str, float]:
+    """The ECE a *perfectly calibrated* model with these confidences would show on this many examples.
+
+    ECE is biased upwards on small sets (each bin's accuracy is a noisy estimate), so a measured
+    ECE means little below this floor. Each draw marks every example correct with probability
+    equal to its confidence and measures the ECE; returns the mean and 95th percentile.
+    """
+    probabilities = np.asarray(probabilities, dtype=float)
+    confidence = probabilities.max(axis=1)
+    predicted = probabilities.argmax(axis=1)
+    wrong_label = (predicted + 1) % probabilities.shape[1]
+    rng = np.random.default_rng(seed)
+    values = [
+        expected_calibration_error(
+            probabilities, np.where(rng.random(len(confidence)) < confidence, predicted, wrong_label), bins
+        )
+        for _ in range(draws)
+    ]
+    return {"mean": float(np.mean(values)), "p95": float(np.percentile(values, 95))}
+
+
 def plot_confusion_matrix(matrix: Sequence[Sequence[int]], path: Path, title: str) -> None:
     """Row-normalised confusion matrix PNG with counts, labels written out (not colour alone)."""
     import matplotlib

@@ -11,7 +11,7 @@ import pytest
 
 from inference.fusion import STACKER_FILE, FusionEngine
 from inference.labels import EMOTIONS, MODALITIES
-from model_training.common import DEFAULT_DATA_ROOT
+from model_training.common import DEFAULT_DATA_ROOT, ece_noise_floor, expected_calibration_error
 from model_training.train_fusion import (
     STACKER_GRID,
     dropout_masks,
@@ -199,3 +199,19 @@ def test_text_validation_and_test_pools_are_disjoint_single_label_rows_with_ever
     assert all(count > 0 for count in validation.label_counts().values())
     assert all(count > 0 for count in test.label_counts().values())
     assert all(":GoEmotions dev:" in i or ":CARER val:" in i for i in validation.ids)
+
+
+def test_the_ece_noise_floor_shrinks_with_more_examples_and_matches_a_calibrated_model():
+    """A perfectly calibrated model still shows ECE on a small set; the floor says how much."""
+    rng = np.random.default_rng(7)
+
+    def calibrated_set(n: int) -> tuple[np.ndarray, np.ndarray]:
+        probs = rng.dirichlet(np.ones(7) * 0.4, size=n)
+        y = np.array([rng.choice(7, p=row) for row in probs])  # labels drawn from the probabilities
+        return probs, y
+
+    small_probs, small_y = calibrated_set(240)
+    large_probs, _ = calibrated_set(20000)
+    small, large = ece_noise_floor(small_probs, draws=300), ece_noise_floor(large_probs, draws=30)
+    assert large["mean"] < 0.02 < small["mean"] < small["p95"]
+    assert expected_calibration_error(small_probs, small_y) <= small["p95"]  # within the spread of the floor
