@@ -79,6 +79,23 @@ def get_fusion_engine(app: Flask) -> Any:
         return None
 
 
+def unavailable_strategies(app: Flask) -> list[str]:
+    """Fusion strategies whose trained artefact is missing here, so pages can mark them up front:
+    the stacker needs its Random Forest, calibrated needs the fitted temperatures."""
+    engine = get_fusion_engine(app)
+    if engine is None:
+        return ["calibrated", "stacker"]
+    missing = []
+    try:
+        if not engine.temperatures:
+            missing.append("calibrated")
+    except ModelUnavailable:  # an unreadable temperatures file
+        missing.append("calibrated")
+    if not engine.stacker_available():
+        missing.append("stacker")
+    return missing
+
+
 #: Config limits handed to each recogniser (the names its ``_predict`` takes), so the models
 #: enforce the same limits as the upload checks, also for formats only they can decode.
 LIMIT_OPTIONS: dict[str, tuple[tuple[str, str, type], ...]] = {

@@ -14,6 +14,8 @@ from inference.fusion import DEFAULT_STRATEGY, DEFAULT_WEIGHTS, STRATEGIES
 from inference.labels import EMOTIONS
 from tests.conftest import make_pages_app as make_app
 
+BUNDLED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
 
 def signed_in(app: Flask) -> Any:
     client = app.test_client()
@@ -51,8 +53,8 @@ def test_every_input_way_is_offered(member: Any) -> None:
     assert "Drop a recording here" in html
 
 
-def test_fusion_controls_offer_every_strategy_and_start_at_the_defaults(member: Any) -> None:
-    html = html_of(member, "/analyse")
+def test_fusion_controls_offer_every_strategy_and_start_at_the_defaults(tmp_path: Path) -> None:
+    html = html_of(signed_in(make_app(tmp_path, MODELS_DIR=str(BUNDLED_MODELS_DIR))), "/analyse")
     options = re.findall(r'<option value="([a-z]+)"( selected| disabled)?>', html)
     assert [value for value, _ in options] == list(STRATEGIES)
     assert [value for value, state in options if state == " selected"] == [DEFAULT_STRATEGY]
@@ -135,6 +137,20 @@ def test_navigation_marks_the_current_page_for_screen_readers(member: Any) -> No
 def test_a_missing_stacker_is_marked_rather_than_offered(member: Any) -> None:
     html = html_of(member, "/analyse")  # this app's models folder has no fusion/stacker.joblib
     assert '<option value="stacker" disabled>stacker (not installed)</option>' in html
+
+
+def test_calibrated_fusion_without_fitted_temperatures_is_marked_and_not_the_default(member: Any) -> None:
+    html = html_of(member, "/analyse")  # ... and no fusion/temperatures.json either
+    assert '<option value="calibrated" disabled>calibrated (not installed)</option>' in html
+    assert '<option value="weighted" selected>weighted</option>' in html
+    models = member.get("/api/models").get_json()
+    assert models["fusion"]["unavailable_strategies"] == ["calibrated", "stacker"]
+
+
+def test_the_bundled_fusion_artefacts_leave_no_strategy_marked(tmp_path: Path) -> None:
+    client = signed_in(make_app(tmp_path, MODELS_DIR=str(BUNDLED_MODELS_DIR)))
+    assert "(not installed)" not in html_of(client, "/analyse")
+    assert client.get("/api/models").get_json()["fusion"]["unavailable_strategies"] == []
 
 
 def test_the_analyse_page_reuses_the_fusion_engine_of_the_apps_predictor(

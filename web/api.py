@@ -315,9 +315,10 @@ def models() -> Response:
             "strategies": list(STRATEGIES),
             "default_strategy": DEFAULT_STRATEGY,
             "default_weights": DEFAULT_WEIGHTS,
+            "unavailable_strategies": analysis.unavailable_strategies(current_app),
         }
     except ImportError:
-        fusion = {"strategies": [], "default_strategy": None, "default_weights": {}}
+        fusion = {"strategies": [], "default_strategy": None, "default_weights": {}, "unavailable_strategies": []}
     return jsonify(
         {
             "emotions": list(EMOTIONS),

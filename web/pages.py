@@ -152,15 +152,16 @@ def logout() -> Response:
 def analyse() -> str:
     """The four-tab analysis page; which models are installed is asked from /api/models."""
     from inference.fusion import DEFAULT_STRATEGY, DEFAULT_WEIGHTS, STRATEGIES, WEIGHTED_STRATEGIES
-    from services.analysis import get_fusion_engine
+    from services.analysis import unavailable_strategies
 
-    # The stacker is a trained artefact of its own: say so when it is missing instead of failing later.
-    engine = get_fusion_engine(current_app)
-    unavailable = [] if engine is not None and engine.stacker_available() else ["stacker"]
+    # Strategies whose trained artefacts are missing are marked now instead of failing later.
+    unavailable = unavailable_strategies(current_app)
+    offered = [s for s in STRATEGIES if s not in unavailable]
+    default = DEFAULT_STRATEGY if DEFAULT_STRATEGY in offered else (offered[0] if offered else DEFAULT_STRATEGY)
     return render_template(
         "analyse.html",
         strategies=STRATEGIES,
-        default_strategy=DEFAULT_STRATEGY,
+        default_strategy=default,
         unavailable_strategies=unavailable,
         default_weights=DEFAULT_WEIGHTS,
         weighted_strategies=sorted(WEIGHTED_STRATEGIES),

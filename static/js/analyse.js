@@ -529,15 +529,18 @@
     const anyAvailable = M.MODALITIES.some((m) => parsed.modalities[m].available);
     const mm = app.querySelector('.predict-form[data-kind="multimodal"] .predict-submit');
     if (mm && !anyAvailable) mm.disabled = true;
-    // A strategy whose artefact is missing (e.g. the stacker) is marked, not hidden.
+    // A strategy whose artefact is missing (the stacker, the calibrated temperatures) is marked, not hidden.
     const fusion = parsed.fusion || {};
-    const stacker = fusion.stacker || (fusion.strategies_available && { available: fusion.strategies_available.includes("stacker") });
-    if (stacker && stacker.available === false) {
-      const opt = strategySelect.querySelector('option[value="stacker"]');
-      if (opt) {
+    (fusion.unavailable_strategies || []).forEach(function (name) {
+      const opt = strategySelect.querySelector('option[value="' + name + '"]');
+      if (opt && !opt.disabled) {
         opt.disabled = true;
-        opt.textContent = "stacker (not installed)";
+        opt.textContent = name + " (not installed)";
       }
+    });
+    if (strategySelect.selectedOptions.length && strategySelect.selectedOptions[0].disabled) {
+      const firstOffered = strategySelect.querySelector("option:not([disabled])");
+      if (firstOffered) strategySelect.value = firstOffered.value;
     }
     app.dataset.modelsLoaded = "true";
   }
