@@ -363,6 +363,40 @@ def export_tflite(model: Any, path: Path, tta: bool) -> None:
     path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(served).convert())
 
 
+def choose_ensemble(
+    model: Any, member_paths: list[Path], x_val: np.ndarray, y_val: np.ndarray, tta: bool
+) -> tuple[Any, dict[str, Any] | None]:
+    """Average ``model`` with earlier trained networks when that scores higher on validation.
+
+    Networks of different widths and seeds make different mistakes, so their mean softmax is
+    often more accurate than either. The decision uses validation (PublicTest) only; the served
+    model is then one Keras graph holding every member, so the recogniser does not change.
+    """
+    if not member_paths:
+        return model, None
+    import keras
+
+    members = [model] + [keras.models.load_model(path) for path in member_paths]
+    alone = [classification_metrics(y_val, predict_with_flip(m, x_val, tta).argmax(axis=1)) for m in members]
+    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="face")
+    for index, member in enumerate(members):
+        member.name = f"member{index}_{member.name}"  # unique layer names inside the combined graph
+    averaged = keras.layers.Average(name="probabilities")([member(inputs) for member in members])
+    ensemble = keras.Model(inputs, averaged, name="ensemble_of_" + str(len(members)))
+    combined = classification_metrics(y_val, predict_with_flip(ensemble, x_val, tta).argmax(axis=1))
+    use = combined["accuracy"] > alone[0]["accuracy"]
+    report = {
+        "members": [m.name for m in members],
+        "member_files": ["(this run)"] + [Path(p).name for p in member_paths],
+        "validation_accuracy_alone": [round(a["accuracy"], 4) for a in alone],
+        "validation_accuracy_averaged": round(combined["accuracy"], 4),
+        "used": use,
+        "rule": "serve the average of the members' softmax when it beats this run's network alone on PublicTest",
+    }
+    print("ensemble on validation:", json.dumps(report), flush=True)
+    return (ensemble if use else model), report
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     data = parser.add_argument_group("data (FER2013 CSV by default)")
@@ -411,6 +445,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--init-from",
         type=Path,
         help="warm start: begin fitting from the weights of a .keras model of the same architecture",
+    )
+    train.add_argument(
+        "--ensemble-with",
+        type=Path,
+        action="append",
+        default=[],
+        help="a trained .keras face model to average with this run's network if that is better on validation",
     )
     train.add_argument("--note", action="append", default=[], help="a remark for the model card (repeatable)")
     train.add_argument(
@@ -526,9 +567,11 @@ def main(argv: list[str] | None = None) -> int:
         if checkpoint.is_file():
             model = keras.models.load_model(checkpoint)
 
+    model, ensemble = choose_ensemble(model, list(args.ensemble_with), x_val, y_val, not args.no_tta)
     finish(
         args=args,
         model=model,
+        ensemble=ensemble,
         splits=splits,
         votes=votes,
         y_val=y_val,
@@ -562,6 +605,7 @@ def finish(
     *,
     args: argparse.Namespace,
     model: Any,
+    ensemble: dict[str, Any] | None = None,
     splits: dict[str, Split],
     votes: dict[str, np.ndarray] | None,
     y_val: np.ndarray,
@@ -631,7 +675,12 @@ def finish(
     card = {
         "model_name": f"face-{model.name.replace('_', '-')}",
         "modality": "face",
-        "architecture": f"MiniXception, residual separable blocks {list(filters)}, GAP + softmax",
+        "architecture": (
+            f"MiniXception, residual separable blocks {list(filters)}, GAP + softmax"
+            if not (ensemble and ensemble["used"])
+            else f"mean softmax of {len(ensemble['members'])} MiniXception networks: this run's (blocks "
+            f"{list(filters)}) and {', '.join(ensemble['member_files'][1:])}"
+        ),
         "data": data_text,
         "datasets": data["datasets"],
         "split": (
@@ -652,6 +701,7 @@ def finish(
             "face_crop": "square Haar frontal-face box (preprocessing.image.crop_face, margin 0 chosen on PublicTest)",
         },
         "test_time_flip": tta,
+        **({"ensemble": ensemble} if ensemble else {}),
         "training": {
             "epochs_run": epochs_run,
             "stopped_for_time_budget": bool(time_budget and time_budget.stopped_for_time),
@@ -694,6 +744,18 @@ def finish(
         "",
         f"accuracy {validation_metrics['accuracy']:.4f}, macro-F1 {validation_metrics['macro_f1']:.4f}",
         "",
+    ]
+    if ensemble:
+        sections += [
+            "## Ensemble (decided on validation)",
+            "",
+            f"Members {', '.join(ensemble['member_files'])}: PublicTest accuracy alone "
+            f"{', '.join(f'{a:.4f}' for a in ensemble['validation_accuracy_alone'])}, averaged "
+            f"{ensemble['validation_accuracy_averaged']:.4f}; "
+            + ("the average is served." if ensemble["used"] else "this run's network alone is served."),
+            "",
+        ]
+    sections += [
         "## Training",
         "",
         f"{epochs_run} epochs, {minutes:.1f} minutes on a 2-core CPU, seed {args.seed}, Adam "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -115,3 +116,36 @@ def test_defaults_are_seed_42_adam_at_1e3_and_the_models_face_folder() -> None:
 def test_the_real_ferplus_file_aligns_with_the_fer2013_usage_blocks() -> None:
     votes = load_ferplus(DEFAULT_DATA_ROOT / "face" / "fer2013new.csv")
     assert {name: len(v) for name, v in votes.items()} == {"Training": 28709, "PublicTest": 3589, "PrivateTest": 3589}
+
+
+def constant_network(probabilities: list[float], name: str) -> Any:
+    """A Keras face model that answers the same probabilities for every face."""
+    import keras
+
+    inputs = keras.Input((48, 48, 1))
+    dense = keras.layers.Dense(len(EMOTIONS), activation="softmax")
+    outputs = dense(keras.layers.Flatten()(inputs))
+    dense.set_weights([np.zeros((48 * 48, len(EMOTIONS)), np.float32), np.log(np.maximum(np.asarray(probabilities, np.float32), 1e-9))])
+    return keras.Model(inputs, outputs, name=name)
+
+
+@pytest.mark.slow
+def test_an_ensemble_is_served_only_when_it_beats_this_run_on_validation(tmp_path: Path) -> None:
+    from model_training.train_face import choose_ensemble, export_tflite
+
+    x_val = np.zeros((8, 48, 48, 1), np.float32)
+    this_run = constant_network([0.6, 0.4, 0, 0, 0, 0, 0], "this_run")  # says angry
+    constant_network([0.1, 0.9, 0, 0, 0, 0, 0], "earlier").save(tmp_path / "earlier.keras")  # says disgust
+    earlier = [tmp_path / "earlier.keras"]
+
+    kept, report = choose_ensemble(this_run, earlier, x_val, np.zeros(8, int), tta=True)  # truth: angry
+    assert kept is this_run and report is not None and not report["used"]
+    assert report["validation_accuracy_alone"] == [1.0, 0.0] and report["validation_accuracy_averaged"] == 0.0
+
+    averaged, report = choose_ensemble(this_run, earlier, x_val, np.ones(8, int), tta=True)  # truth: disgust
+    assert report is not None and report["used"] and report["member_files"] == ["(this run)", "earlier.keras"]
+    assert np.allclose(averaged.predict(x_val[:1], verbose=0)[0, :2], [0.35, 0.65], atol=1e-5)
+    export_tflite(averaged, tmp_path / "served.tflite", tta=True)  # one graph for the recogniser
+    assert (tmp_path / "served.tflite").stat().st_size > 0
+
+    assert choose_ensemble(this_run, [], x_val, np.ones(8, int), tta=True) == (this_run, None)
