@@ -125,7 +125,8 @@ def constant_network(probabilities: list[float], name: str) -> Any:
     inputs = keras.Input((48, 48, 1))
     dense = keras.layers.Dense(len(EMOTIONS), activation="softmax")
     outputs = dense(keras.layers.Flatten()(inputs))
-    dense.set_weights([np.zeros((48 * 48, len(EMOTIONS)), np.float32), np.log(np.maximum(np.asarray(probabilities, np.float32), 1e-9))])
+    bias = np.log(np.maximum(np.asarray(probabilities, np.float32), 1e-9))
+    dense.set_weights([np.zeros((48 * 48, len(EMOTIONS)), np.float32), bias])
     return keras.Model(inputs, outputs, name=name)
 
 
