@@ -366,7 +366,7 @@ def export_tflite(model: Any, path: Path, tta: bool) -> None:
 def choose_ensemble(
     model: Any, member_paths: list[Path], x_val: np.ndarray, y_val: np.ndarray, tta: bool
 ) -> tuple[Any, dict[str, Any] | None]:
-    """Average ``model`` with earlier trained networks when that scores higher on validation.
+    """Average ``model`` with earlier trained networks when that beats ``model`` alone on validation.
 
     Networks of different widths and seeds make different mistakes, so their mean softmax is
     often more accurate than either. The decision uses validation (PublicTest) only; the served
@@ -376,17 +376,19 @@ def choose_ensemble(
         return model, None
     import keras
 
-    members = [model] + [keras.models.load_model(path) for path in member_paths]
+    earlier = [keras.models.load_model(path) for path in member_paths]
+    names = [model.name] + [m.name for m in earlier]
+    for index, member in enumerate(earlier, start=1):  # unique names inside the combined graph;
+        member.name = f"earlier{index}_{member.name}"  # this run's network keeps its own
+    members = [model, *earlier]
     alone = [classification_metrics(y_val, predict_with_flip(m, x_val, tta).argmax(axis=1)) for m in members]
     inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="face")
-    for index, member in enumerate(members):
-        member.name = f"member{index}_{member.name}"  # unique layer names inside the combined graph
     averaged = keras.layers.Average(name="probabilities")([member(inputs) for member in members])
-    ensemble = keras.Model(inputs, averaged, name="ensemble_of_" + str(len(members)))
+    ensemble = keras.Model(inputs, averaged, name="ensemble_" + "_plus_".join(names))
     combined = classification_metrics(y_val, predict_with_flip(ensemble, x_val, tta).argmax(axis=1))
     use = combined["accuracy"] > alone[0]["accuracy"]
     report = {
-        "members": [m.name for m in members],
+        "members": names,
         "member_files": ["(this run)"] + [Path(p).name for p in member_paths],
         "validation_accuracy_alone": [round(a["accuracy"], 4) for a in alone],
         "validation_accuracy_averaged": round(combined["accuracy"], 4),
@@ -504,6 +506,8 @@ def main(argv: list[str] | None = None) -> int:
         dist = np.divide(train_votes, totals, out=np.zeros_like(train_votes), where=totals > 0)
         mixed = (1 - args.ferplus_weight) * targets + args.ferplus_weight * dist
         targets = np.where(has_votes[:, None], mixed, targets).astype(np.float32)
+    if len(y_train) < args.batch_size:
+        raise SystemExit(f"only {len(y_train)} training faces: fewer than one batch of {args.batch_size}")
     weights = class_weights(y_train, args.class_weight_power)
     sample_weight = np.array([weights[int(c)] for c in y_train], dtype=np.float32)
     print("class weights:", {EMOTIONS[i]: round(w, 3) for i, w in weights.items()})

@@ -75,6 +75,16 @@ def test_image_folders_with_common_emotion_names_are_understood(tmp_path: Path) 
     assert [EMOTIONS[i] for i in splits["PrivateTest"][1]] == ["sad"]
 
 
+def test_fewer_training_faces_than_one_batch_is_refused_with_a_clear_message(tmp_path: Path) -> None:
+    from model_training.train_face import main
+
+    for split, folder in [("train", "happy"), ("train", "sad"), ("validation", "happy")]:
+        (tmp_path / split / folder).mkdir(parents=True)
+        Image.fromarray(np.full((48, 48), 99, np.uint8)).save(tmp_path / split / folder / "a.png")
+    with pytest.raises(SystemExit, match="only 2 training faces: fewer than one batch of 64"):
+        main(["--image-dir", str(tmp_path), "--batch-size", "64", "--output", str(tmp_path / "out")])
+
+
 def test_ferplus_majority_labels_skip_ties_and_rows_without_votes(tmp_path: Path) -> None:
     header = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF\n"
     rows = [
@@ -132,6 +142,9 @@ def constant_network(probabilities: list[float], name: str) -> Any:
 
 @pytest.mark.slow
 def test_an_ensemble_is_served_only_when_it_beats_this_run_on_validation(tmp_path: Path) -> None:
+    import keras
+    import tensorflow as tf
+
     from model_training.train_face import choose_ensemble, export_tflite
 
     x_val = np.zeros((8, 48, 48, 1), np.float32)
@@ -145,8 +158,20 @@ def test_an_ensemble_is_served_only_when_it_beats_this_run_on_validation(tmp_pat
 
     averaged, report = choose_ensemble(this_run, earlier, x_val, np.ones(8, int), tta=True)  # truth: disgust
     assert report is not None and report["used"] and report["member_files"] == ["(this run)", "earlier.keras"]
+    assert report["members"] == ["this_run", "earlier"] and this_run.name == "this_run"
+    assert averaged.name == "ensemble_this_run_plus_earlier"
     assert np.allclose(averaged.predict(x_val[:1], verbose=0)[0, :2], [0.35, 0.65], atol=1e-5)
-    export_tflite(averaged, tmp_path / "served.tflite", tta=True)  # one graph for the recogniser
-    assert (tmp_path / "served.tflite").stat().st_size > 0
+
+    # It is saved, reloaded and exported as one graph the recogniser serves unchanged.
+    averaged.save(tmp_path / "ensemble.keras")
+    reloaded = keras.models.load_model(tmp_path / "ensemble.keras")
+    assert np.allclose(reloaded.predict(x_val[:1], verbose=0)[0, :2], [0.35, 0.65], atol=1e-5)
+    export_tflite(averaged, tmp_path / "served.tflite", tta=True)
+    interpreter = tf.lite.Interpreter(model_path=str(tmp_path / "served.tflite"))
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x_val[:1])
+    interpreter.invoke()
+    served = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    assert np.allclose(served[0, :2], [0.35, 0.65], atol=1e-5)
 
     assert choose_ensemble(this_run, [], x_val, np.ones(8, int), tta=True) == (this_run, None)
