@@ -13,6 +13,8 @@ import io
 import itertools
 import json
 import math
+import re
+import zoneinfo
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -267,6 +269,8 @@ def kept_files(input_summary: Any, user_id: int, uploads_dir: str | Path | None)
 FIRST_DATE = dt.date(1000, 1, 1)
 LAST_DATE = dt.date(9998, 12, 31)
 MAX_TZ_OFFSET_MINUTES = 14 * 60  # UTC-12 .. UTC+14, with room either side
+TZ_OFFSET = re.compile(r"[+-]?[0-9]{1,4}")
+TIME_ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,2}")
 
 
 def _parse_date(value: Any, name: str) -> dt.date | None:
@@ -299,25 +303,38 @@ def parse_filters(args: Mapping[str, Any]) -> dict[str, Any]:
     date_to = _parse_date(args.get("date_to"), "date_to")
     if date_from and date_to and date_from > date_to:
         raise InvalidInput("date_from must not be after date_to.", code="invalid_filter")
-    tz_offset = _parse_tz_offset(args.get("tz_offset"))
     return {
         "emotion": emotion,
         "modality": modality,
         "kind": kind,
         "date_from": date_from,
         "date_to": date_to,
-        "tz_offset": tz_offset,
+        "tz": _parse_time_zone(args.get("tz")),
+        "tz_offset": _parse_tz_offset(args.get("tz_offset")),
     }
+
+
+def _parse_time_zone(value: Any) -> zoneinfo.ZoneInfo | None:
+    """An IANA time zone such as ``Europe/Berlin`` (what browsers report), or None."""
+    if value in (None, ""):
+        return None
+    name = str(value).strip()
+    if len(name) <= 64 and TIME_ZONE_NAME.fullmatch(name):
+        try:
+            return zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            pass
+    raise InvalidInput("tz must be an IANA time zone such as Europe/Berlin.", code="invalid_filter")
 
 
 def _parse_tz_offset(value: Any) -> int:
     """Minutes to add to a local time to get UTC (JavaScript's ``Date.getTimezoneOffset``); 0 = UTC days."""
     if value in (None, ""):
         return 0
-    try:
-        minutes = int(str(value).strip())
-    except ValueError:
-        raise InvalidInput("tz_offset must be whole minutes, e.g. -60 for UTC+1.", code="invalid_filter") from None
+    text = str(value).strip()
+    if not TZ_OFFSET.fullmatch(text):
+        raise InvalidInput("tz_offset must be whole minutes, e.g. -60 for UTC+1.", code="invalid_filter")
+    minutes = int(text)
     if not -MAX_TZ_OFFSET_MINUTES <= minutes <= MAX_TZ_OFFSET_MINUTES:
         raise InvalidInput(
             f"tz_offset must lie between -{MAX_TZ_OFFSET_MINUTES} and {MAX_TZ_OFFSET_MINUTES} minutes.",
@@ -326,20 +343,29 @@ def _parse_tz_offset(value: Any) -> int:
     return minutes
 
 
+def _day_start_utc(day: dt.date, filters: Mapping[str, Any]) -> dt.datetime:
+    """Midnight starting ``day`` in the user's zone, as the naive UTC time the database stores.
+
+    A named zone gets each boundary's own offset (a range across a daylight-saving change stays
+    exact); a fixed ``tz_offset`` shifts both; neither means UTC days.
+    """
+    midnight = dt.datetime.combine(day, dt.time.min)
+    zone = filters.get("tz")
+    if zone is not None:
+        return midnight.replace(tzinfo=zone).astimezone(dt.UTC).replace(tzinfo=None)
+    return midnight + dt.timedelta(minutes=filters.get("tz_offset") or 0)
+
+
 def _conditions(user_id: int, filters: Mapping[str, Any]) -> list[Any]:
     conditions: list[Any] = [Prediction.user_id == user_id]
     if filters.get("emotion"):
         conditions.append(Prediction.emotion == filters["emotion"])
     if filters.get("kind"):
         conditions.append(Prediction.kind == filters["kind"])
-    # Days are the user's local days when the client says its offset (stored times are UTC).
-    shift = dt.timedelta(minutes=filters.get("tz_offset") or 0)
     if filters.get("date_from"):
-        start = dt.datetime.combine(filters["date_from"], dt.time.min) + shift
-        conditions.append(Prediction.created_at >= start)
+        conditions.append(Prediction.created_at >= _day_start_utc(filters["date_from"], filters))
     if filters.get("date_to"):  # inclusive: the whole of that day
-        end = dt.datetime.combine(filters["date_to"] + dt.timedelta(days=1), dt.time.min) + shift
-        conditions.append(Prediction.created_at < end)
+        conditions.append(Prediction.created_at < _day_start_utc(filters["date_to"] + dt.timedelta(days=1), filters))
     if filters.get("modality"):
         conditions.append(
             exists().where(

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from database.models import Prediction
 from database.session import get_database
 from inference.labels import EMOTIONS
 from services.predictions import store_prediction
@@ -155,6 +156,21 @@ def test_date_filters_follow_the_users_own_days_when_the_page_sends_its_offset(
     assert [item["id"] for item in local_day] == [ids[2]]
     _, exported = _csv(api, "?date_from=2026-03-01&date_to=2026-03-01&tz_offset=600")
     assert [int(r["id"]) for r in exported] == [ids[2]]
+    # What browsers send: the zone's name, so each end of the range gets its own offset.
+    named = api.get("/api/predictions?date_from=2026-03-01&date_to=2026-03-01&tz=Pacific/Honolulu").get_json()
+    assert [item["id"] for item in named["items"]] == [ids[2]]
+
+
+def test_a_named_time_zone_keeps_each_end_of_a_range_across_a_daylight_saving_change(app: Any, user_api: Api) -> None:
+    """Berlin moves from UTC+1 to UTC+2 on 29 March 2026: 31 March ends at 21:59:59 UTC, not 22:59:59."""
+    ids = seed(app, _user_id(user_api), [("2026-03-31", "happy", 0.8, ("text",), "late")])  # 09:00 UTC
+    with get_database(app).session() as session:  # move it to 22:30 UTC = 00:30 on 1 April in Berlin
+        session.get(Prediction, ids[0]).created_at = dt.datetime(2026, 3, 31, 22, 30)
+        session.commit()
+    query = "/api/predictions?date_from=2026-03-01&date_to=2026-03-31"
+    assert user_api.get(query + "&tz=Europe/Berlin").get_json()["items"] == []
+    fixed_march_offset = user_api.get(query + "&tz_offset=-60").get_json()["items"]  # a single winter offset
+    assert [item["id"] for item in fixed_march_offset] == ids
 
 
 def test_statistics_of_a_new_user_are_zero(user_api: Api) -> None:

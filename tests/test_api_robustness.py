@@ -160,7 +160,15 @@ def test_dates_inside_the_supported_range_still_filter(user_api: Api) -> None:
         assert response.status_code == 200 and response.get_json()["items"] == []
 
 
-@pytest.mark.parametrize("offset", ["abc", "1.5", "841", "-100000", "9" * 400])
+@pytest.mark.parametrize("zone", ["Mars/Olympus", "../../etc/passwd", "/etc/localtime", "Europe/" + "x" * 80, "A\x00B"])
+def test_an_unknown_or_hostile_time_zone_name_is_a_clear_400(user_api: Api, zone: str) -> None:
+    for url in ["/api/predictions", "/api/statistics", "/api/predictions/export.csv"]:
+        response = user_api.get(url, query_string={"date_from": "2026-01-01", "tz": zone})
+        error = assert_error(response, 400, "invalid_filter")
+        assert "IANA time zone" in error["message"], url
+
+
+@pytest.mark.parametrize("offset", ["abc", "1.5", "841", "-100000", "9" * 400, "1_0", "٣٠"])
 def test_a_time_zone_offset_that_is_not_whole_minutes_in_range_is_a_clear_400(user_api: Api, offset: str) -> None:
     for url in ["/api/predictions", "/api/statistics", "/api/predictions/export.csv"]:
         response = user_api.get(f"{url}?date_from=2026-01-01&tz_offset={offset}")

@@ -92,8 +92,13 @@ FILTERS = [
     _query("emotion", {"type": "string", "enum": list(EMOTIONS)}, "Only this final emotion."),
     _query("modality", {"type": "string", "enum": list(MODALITIES)}, "Only predictions that used this modality."),
     _query("kind", {"type": "string", "enum": list(KINDS)}, "Only this kind."),
-    _query("date_from", {"type": "string", "format": "date"}, "From this day (inclusive; UTC unless tz_offset)."),
-    _query("date_to", {"type": "string", "format": "date"}, "Up to this day (inclusive; UTC unless tz_offset)."),
+    _query("date_from", {"type": "string", "format": "date"}, "From this day (inclusive; UTC unless tz/tz_offset)."),
+    _query("date_to", {"type": "string", "format": "date"}, "Up to this day (inclusive; UTC unless tz/tz_offset)."),
+    _query(
+        "tz",
+        {"type": "string", "maxLength": 64, "example": "Europe/Berlin"},
+        "IANA time zone: the dates are that zone's days, daylight saving included (statistics' by_day stays UTC).",
+    ),
     _query(
         "tz_offset",
         {"type": "integer", "minimum": -840, "maximum": 840},

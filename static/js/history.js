@@ -23,9 +23,18 @@
       const value = form.elements[name].value;
       if (value) params.set(name, value);
     });
-    // The date boxes hold the user's local days; the server stores UTC times.
-    const day = params.get("date_from") || params.get("date_to");
-    if (day) params.set("tz_offset", String(new Date(day + "T00:00:00").getTimezoneOffset()));
+    // The date boxes hold the user's local days; the server stores UTC times. The zone's name
+    // lets the server give each end of the range its own offset (daylight saving).
+    if (params.has("date_from") || params.has("date_to")) {
+      let zone = "";
+      try {
+        zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+      } catch (err) {
+        zone = "";
+      }
+      if (zone) params.set("tz", zone);
+      else params.set("tz_offset", String(new Date().getTimezoneOffset()));
+    }
     return params;
   }
 
