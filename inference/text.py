@@ -16,6 +16,7 @@ and ONNX Runtime runs it in float32, about twice as fast as eager PyTorch with t
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,8 @@ from inference.base import CARD_FILE, Recognizer
 from inference.errors import ModelUnavailable, UnusableInput
 from inference.labels import NUM_EMOTIONS
 from preprocessing.text import DEFAULT_MAX_CHARS, clean_text, spell_out_emoji
+
+logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -131,8 +134,16 @@ class TextRecognizer(Recognizer):
             self.quantisation = "dynamic-int8"
             runtime = "torch"  # the int8 path is PyTorch's dynamic quantisation
         if runtime == "onnxruntime":
-            self._forward = onnxruntime_forward(self._model, self._num_threads)
-        else:
+            try:
+                self._forward = onnxruntime_forward(self._model, self._num_threads)
+                self._model = None  # the session holds its own float32 copy of the weights
+            except Exception:
+                if self._runtime_override:  # asked for by name (tests, training): say it failed
+                    raise
+                # Same weights, same answers, only slower: serving text beats refusing it.
+                logger.warning("ONNX Runtime is unavailable for the text model; serving with PyTorch", exc_info=True)
+                runtime = "torch"
+        if runtime != "onnxruntime":
             self._forward = torch_forward(self._model)
         self.runtime = runtime
 
@@ -272,10 +283,13 @@ def onnxruntime_forward(model: Any, num_threads: int) -> Any:
     import onnxruntime
     import torch
 
-    example = (torch.ones((1, 8), dtype=torch.long), torch.ones((1, 8), dtype=torch.long))
+    # A padded batch of two, so the traced graph keeps the attention-mask path it must honour.
+    example = (torch.ones((2, 8), dtype=torch.long), torch.ones((2, 8), dtype=torch.long))
+    example[1][1, 5:] = 0
     graph = io.BytesIO()
     with warnings.catch_warnings(), torch.inference_mode():
-        warnings.simplefilter("ignore")  # tracer notes about Python-side shape checks
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # notes about Python-side shape checks
+        warnings.filterwarnings("ignore", message="Exporting aten::index operator")  # a note, not a problem
         torch.onnx.export(
             model,
             example,

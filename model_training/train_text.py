@@ -726,8 +726,11 @@ def finalize(
         },
     }
     if kept_training:
+        earlier = json.loads((output_dir / "card.json").read_text(encoding="utf-8"))
         card["training"] = kept_training
-        card["trained_on"] = json.loads((output_dir / "card.json").read_text(encoding="utf-8")).get("trained_on")
+        card["model_name"] = earlier.get("model_name", card["model_name"])
+        if earlier.get("trained_on"):
+            card["trained_on"] = earlier["trained_on"]
         card["finalized_on"] = dt.date.today().isoformat()
     sections = _card_sections(card)
     write_model_card(output_dir, card, sections)

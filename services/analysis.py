@@ -79,6 +79,15 @@ def get_fusion_engine(app: Flask) -> Any:
         return None
 
 
+def offered_default_strategy(app: Flask) -> str:
+    """The default fusion strategy, or the first one installed here when the default's artefact is missing."""
+    from inference.fusion import DEFAULT_STRATEGY, STRATEGIES
+
+    unavailable = unavailable_strategies(app)
+    offered = [s for s in STRATEGIES if s not in unavailable]
+    return DEFAULT_STRATEGY if DEFAULT_STRATEGY in offered or not offered else offered[0]
+
+
 def unavailable_strategies(app: Flask) -> list[str]:
     """Fusion strategies whose trained artefact is missing here, so pages can mark them up front:
     the stacker needs its Random Forest, calibrated needs the fitted temperatures."""

@@ -207,6 +207,21 @@ def test_a_missing_model_answers_503_and_nothing_is_stored(app_factory: Any, mod
     assert api.get("/api/predictions").get_json()["total"] == 0
 
 
+def test_without_fitted_temperatures_the_default_strategy_is_the_first_installed_one(
+    app_factory: Any, registry: RecognizerRegistry, tmp_path: Path
+) -> None:
+    """No fusion/temperatures.json: /api/models names weighted as the default, and a request
+    without a strategy gets it (and says so); asking for calibrated by name is a clear 503."""
+    api = Api(app_factory({"MODELS_DIR": str(tmp_path)}, registry_override=registry).test_client())
+    api.register()
+    assert api.get("/api/models").get_json()["fusion"]["default_strategy"] == "weighted"
+    response = api.post("/api/predict/multimodal", data={"text": "happy"}, content_type="multipart/form-data")
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["fusion"]["strategy"] == "weighted"
+    calibrated = api.post("/api/predict/multimodal", data={"text": "happy", "strategy": "calibrated"})
+    assert "temperature" in assert_error(calibrated, 503, "model_unavailable")["message"]
+
+
 def test_a_model_folder_without_its_files_answers_503(app_factory: Any, tmp_path: Path) -> None:
     registry = RecognizerRegistry({"text": KeywordTextRecognizer(tmp_path / "empty")})
     api = Api(app_factory(registry_override=registry).test_client())

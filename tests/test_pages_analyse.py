@@ -145,12 +145,14 @@ def test_calibrated_fusion_without_fitted_temperatures_is_marked_and_not_the_def
     assert '<option value="weighted" selected>weighted</option>' in html
     models = member.get("/api/models").get_json()
     assert models["fusion"]["unavailable_strategies"] == ["calibrated", "stacker"]
+    assert models["fusion"]["default_strategy"] == "weighted"  # what a client can actually use here
 
 
 def test_the_bundled_fusion_artefacts_leave_no_strategy_marked(tmp_path: Path) -> None:
     client = signed_in(make_app(tmp_path, MODELS_DIR=str(BUNDLED_MODELS_DIR)))
     assert "(not installed)" not in html_of(client, "/analyse")
-    assert client.get("/api/models").get_json()["fusion"]["unavailable_strategies"] == []
+    fusion = client.get("/api/models").get_json()["fusion"]
+    assert fusion["unavailable_strategies"] == [] and fusion["default_strategy"] == "calibrated"
 
 
 def test_the_analyse_page_reuses_the_fusion_engine_of_the_apps_predictor(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -146,6 +147,18 @@ def test_onnx_runtime_and_eager_pytorch_give_the_same_probabilities(recognizer: 
         runtimes[runtime] = model.predict_proba(texts)
         assert model.runtime == runtime
     assert np.allclose(runtimes["onnxruntime"], runtimes["torch"], atol=1e-4)
+
+
+def test_without_onnx_runtime_installed_the_card_s_choice_falls_back_to_pytorch(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Same weights, same answers, only slower; asking for it by name still fails loudly."""
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
+    served = TextRecognizer(TEXT_MODEL_DIR)
+    assert served.predict("I just got the job of my dreams, I am so happy!").label == "happy"
+    assert served.runtime == "torch" and "ONNX Runtime is unavailable" in caplog.text
+    with pytest.raises(ModelUnavailable):
+        TextRecognizer(TEXT_MODEL_DIR, runtime="onnxruntime").load()
 
 
 def test_an_unknown_runtime_is_refused_when_the_recogniser_is_built() -> None:

@@ -242,6 +242,8 @@ def predict_multimodal() -> tuple[Response, int]:
     strategy = fields.get("strategy") or None
     if strategy is not None and not isinstance(strategy, str):
         raise InvalidInput("strategy must be a string.", code="invalid_fusion_options")
+    if strategy is None:  # the default /api/models names: calibrated, unless its temperatures are missing
+        strategy = analysis.offered_default_strategy(current_app)
     weights = parse_weights(fields)
     prediction = analysis.analyse(
         current_app,
@@ -309,11 +311,11 @@ def models() -> Response:
 
     registry = analysis.get_registry(current_app)
     try:
-        from inference.fusion import DEFAULT_STRATEGY, DEFAULT_WEIGHTS, STRATEGIES
+        from inference.fusion import DEFAULT_WEIGHTS, STRATEGIES
 
         fusion: dict[str, Any] = {
             "strategies": list(STRATEGIES),
-            "default_strategy": DEFAULT_STRATEGY,
+            "default_strategy": analysis.offered_default_strategy(current_app),
             "default_weights": DEFAULT_WEIGHTS,
             "unavailable_strategies": analysis.unavailable_strategies(current_app),
         }

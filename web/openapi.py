@@ -296,6 +296,8 @@ def build_spec() -> dict[str, Any]:
                         "strategy": {
                             "type": "string",
                             "enum": list(STRATEGIES),
+                            "description": "Default: GET /api/models' default_strategy (calibrated when its "
+                            "temperatures are installed).",
                         },
                         "weights": {"type": "string", "description": 'JSON object, e.g. {"face": 0.5, "text": 0.5}'},
                         "weight_face": {"type": "number"},

@@ -151,18 +151,15 @@ def logout() -> Response:
 @login_required
 def analyse() -> str:
     """The four-tab analysis page; which models are installed is asked from /api/models."""
-    from inference.fusion import DEFAULT_STRATEGY, DEFAULT_WEIGHTS, STRATEGIES, WEIGHTED_STRATEGIES
-    from services.analysis import unavailable_strategies
+    from inference.fusion import DEFAULT_WEIGHTS, STRATEGIES, WEIGHTED_STRATEGIES
+    from services.analysis import offered_default_strategy, unavailable_strategies
 
     # Strategies whose trained artefacts are missing are marked now instead of failing later.
-    unavailable = unavailable_strategies(current_app)
-    offered = [s for s in STRATEGIES if s not in unavailable]
-    default = DEFAULT_STRATEGY if DEFAULT_STRATEGY in offered else (offered[0] if offered else DEFAULT_STRATEGY)
     return render_template(
         "analyse.html",
         strategies=STRATEGIES,
-        default_strategy=default,
-        unavailable_strategies=unavailable,
+        default_strategy=offered_default_strategy(current_app),
+        unavailable_strategies=unavailable_strategies(current_app),
         default_weights=DEFAULT_WEIGHTS,
         weighted_strategies=sorted(WEIGHTED_STRATEGIES),
         modalities=MODALITIES,

@@ -541,6 +541,7 @@
     if (strategySelect.selectedOptions.length && strategySelect.selectedOptions[0].disabled) {
       const firstOffered = strategySelect.querySelector("option:not([disabled])");
       if (firstOffered) strategySelect.value = firstOffered.value;
+      syncStrategy();
     }
     app.dataset.modelsLoaded = "true";
   }
