@@ -27,6 +27,13 @@ _EPSILON = 1e-12
 TEMPERATURE_BOUNDS = (0.05, 20.0)
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax over the last axis, shifted by the row maximum so it never overflows."""
+    shifted = np.asarray(logits, dtype=np.float64)
+    shifted = np.exp(shifted - shifted.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
 def temperature_scale(probabilities: np.ndarray | Sequence[float], temperature: float) -> np.ndarray:
     """``softmax(log p / T)`` row-wise, for one ``(7,)`` vector or an ``(n, 7)`` batch."""
     if not (math.isfinite(temperature) and temperature > 0):
@@ -34,10 +41,7 @@ def temperature_scale(probabilities: np.ndarray | Sequence[float], temperature: 
     probs = np.asarray(probabilities, dtype=np.float64)
     if probs.shape[-1] != NUM_EMOTIONS:
         raise ValueError(f"expected {NUM_EMOTIONS} probabilities per row, got shape {probs.shape}")
-    logits = np.log(np.clip(probs, _EPSILON, 1.0)) / temperature
-    logits -= logits.max(axis=-1, keepdims=True)
-    scaled = np.exp(logits)
-    return scaled / scaled.sum(axis=-1, keepdims=True)
+    return softmax(np.log(np.clip(probs, _EPSILON, 1.0)) / temperature)
 
 
 def negative_log_likelihood(probabilities: np.ndarray, y_true: Sequence[int], temperature: float = 1.0) -> float:

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from inference.base import CARD_FILE, Recognizer
+from inference.calibration import softmax
 from inference.errors import ModelUnavailable, UnusableInput
 from inference.labels import NUM_EMOTIONS
 from preprocessing.text import DEFAULT_MAX_CHARS, clean_text, spell_out_emoji
@@ -220,10 +221,7 @@ def apply_class_log_bias(probabilities: np.ndarray, bias: np.ndarray) -> np.ndar
     bias = np.asarray(bias, dtype=np.float64)
     if not np.any(bias):
         return probabilities
-    logits = np.log(np.clip(probabilities, 1e-12, None)) + bias
-    logits -= logits.max(axis=1, keepdims=True)
-    shifted = np.exp(logits)
-    return shifted / shifted.sum(axis=1, keepdims=True)
+    return softmax(np.log(np.clip(probabilities, 1e-12, None)) + bias)
 
 
 def load_text_model(model_dir: Path) -> tuple[Any, Any]:
@@ -251,12 +249,6 @@ def quantise_dynamic_int8(model: Any) -> Any:
     import torch
 
     return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.asarray(logits, dtype=np.float64)
-    shifted = np.exp(shifted - shifted.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def torch_forward(model: Any) -> Any:
