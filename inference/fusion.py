@@ -452,6 +452,19 @@ class FusionEngine:
             raise missing_temperature_error(missing, file_missing=not temperatures)
         return self.temperatures
 
+    def unavailable_strategies(self) -> list[str]:
+        """Strategies whose trained artefact is missing: calibrated without fitted temperatures
+        (or with an unreadable file), stacker without its Random Forest."""
+        missing = []
+        try:
+            if not self.temperatures:
+                missing.append("calibrated")
+        except ModelUnavailable:
+            missing.append("calibrated")
+        if not self.stacker_available():
+            missing.append("stacker")
+        return missing
+
     def stacker_available(self) -> bool:
         return self._stacker is not None or bool(self.model_dir and (self.model_dir / STACKER_FILE).is_file())
 

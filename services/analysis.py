@@ -79,30 +79,15 @@ def get_fusion_engine(app: Flask) -> Any:
         return None
 
 
-def offered_default_strategy(app: Flask) -> str:
-    """The default fusion strategy, or the first one installed here when the default's artefact is missing."""
+def fusion_offer(app: Flask) -> tuple[str, list[str]]:
+    """``(default strategy, unavailable strategies)`` for this server: the default is calibrated,
+    or the first installed strategy when calibrated's temperatures are missing."""
     from inference.fusion import DEFAULT_STRATEGY, STRATEGIES
 
-    unavailable = unavailable_strategies(app)
-    offered = [s for s in STRATEGIES if s not in unavailable]
-    return DEFAULT_STRATEGY if DEFAULT_STRATEGY in offered or not offered else offered[0]
-
-
-def unavailable_strategies(app: Flask) -> list[str]:
-    """Fusion strategies whose trained artefact is missing here, so pages can mark them up front:
-    the stacker needs its Random Forest, calibrated needs the fitted temperatures."""
     engine = get_fusion_engine(app)
-    if engine is None:
-        return ["calibrated", "stacker"]
-    missing = []
-    try:
-        if not engine.temperatures:
-            missing.append("calibrated")
-    except ModelUnavailable:  # an unreadable temperatures file
-        missing.append("calibrated")
-    if not engine.stacker_available():
-        missing.append("stacker")
-    return missing
+    unavailable = engine.unavailable_strategies() if engine is not None else ["calibrated", "stacker"]
+    offered = [s for s in STRATEGIES if s not in unavailable]
+    return (DEFAULT_STRATEGY if DEFAULT_STRATEGY in offered or not offered else offered[0]), unavailable
 
 
 #: Config limits handed to each recogniser (the names its ``_predict`` takes), so the models

@@ -243,7 +243,7 @@ def predict_multimodal() -> tuple[Response, int]:
     if strategy is not None and not isinstance(strategy, str):
         raise InvalidInput("strategy must be a string.", code="invalid_fusion_options")
     if strategy is None:  # the default /api/models names: calibrated, unless its temperatures are missing
-        strategy = analysis.offered_default_strategy(current_app)
+        strategy = analysis.fusion_offer(current_app)[0]
     weights = parse_weights(fields)
     prediction = analysis.analyse(
         current_app,
@@ -313,11 +313,12 @@ def models() -> Response:
     try:
         from inference.fusion import DEFAULT_WEIGHTS, STRATEGIES
 
+        default_strategy, unavailable = analysis.fusion_offer(current_app)
         fusion: dict[str, Any] = {
             "strategies": list(STRATEGIES),
-            "default_strategy": analysis.offered_default_strategy(current_app),
+            "default_strategy": default_strategy,
             "default_weights": DEFAULT_WEIGHTS,
-            "unavailable_strategies": analysis.unavailable_strategies(current_app),
+            "unavailable_strategies": unavailable,
         }
     except ImportError:
         fusion = {"strategies": [], "default_strategy": None, "default_weights": {}, "unavailable_strategies": []}

@@ -152,14 +152,15 @@ def logout() -> Response:
 def analyse() -> str:
     """The four-tab analysis page; which models are installed is asked from /api/models."""
     from inference.fusion import DEFAULT_WEIGHTS, STRATEGIES, WEIGHTED_STRATEGIES
-    from services.analysis import offered_default_strategy, unavailable_strategies
+    from services.analysis import fusion_offer
 
     # Strategies whose trained artefacts are missing are marked now instead of failing later.
+    default_strategy, unavailable = fusion_offer(current_app)
     return render_template(
         "analyse.html",
         strategies=STRATEGIES,
-        default_strategy=offered_default_strategy(current_app),
-        unavailable_strategies=unavailable_strategies(current_app),
+        default_strategy=default_strategy,
+        unavailable_strategies=unavailable,
         default_weights=DEFAULT_WEIGHTS,
         weighted_strategies=sorted(WEIGHTED_STRATEGIES),
         modalities=MODALITIES,
