@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from inference.labels import EMOTIONS, NUM_EMOTIONS
+from inference.text import RUNTIMES
 from model_training.common import (
     DEFAULT_DATA_ROOT,
     DEFAULT_MODELS_DIR,
@@ -231,6 +232,14 @@ def set_metrics(data: TextSet, probs: np.ndarray) -> dict[str, Any]:
         hits = [int(pred[i]) in data.label_sets[i] for i in np.flatnonzero(~single)]
         result["multi"] = {"n": len(hits), "accuracy": float(np.mean(hits))}
     return result
+
+
+def worst_validation_drop(reference: list[dict[str, Any]], other: list[dict[str, Any]]) -> float:
+    """The largest loss of accuracy or macro-F1 on any validation set, ``other`` against ``reference``."""
+    return max(
+        max(r["single"][key] - o["single"][key] for key in ("accuracy", "macro_f1"))
+        for r, o in zip(reference, other, strict=True)
+    )
 
 
 def selection_score(names: list[str], results: list[dict[str, Any]]) -> float:
@@ -563,7 +572,7 @@ def finalize(
     val_sets: list[TextSet],
     test_sets: list[TextSet],
     training: dict[str, Any],
-    kept_training: dict[str, Any] | None = None,
+    earlier_card: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Choose the precision and runtime on validation, measure on test, write plots and the card.
 
@@ -578,20 +587,14 @@ def finalize(
     val_int8, probs_int8 = measure(output_dir, val_sets, quantise=True, threads=args.threads)
     names = [v.name for v in val_sets]
     score_fp32, score_int8 = selection_score(names, val_fp32), selection_score(names, val_int8)
-    worst_drop = max(
-        max(f["single"]["accuracy"] - q["single"]["accuracy"], f["single"]["macro_f1"] - q["single"]["macro_f1"])
-        for f, q in zip(val_fp32, val_int8, strict=True)
-    )
+    worst_drop = worst_validation_drop(val_fp32, val_int8)
     use_int8 = worst_drop <= 0.005
     print(f"validation score fp32 {score_fp32:.4f}, int8 {score_int8:.4f}, worst drop {worst_drop:.4f}", flush=True)
     runtime, runtime_drop, score_runtime = "torch", 0.0, None
     if not use_int8 and args.runtime != "torch":
         val_runtime, _ = measure(output_dir, val_sets, quantise=False, threads=args.threads, runtime=args.runtime)
         score_runtime = selection_score(names, val_runtime)
-        runtime_drop = max(
-            max(f["single"]["accuracy"] - r["single"]["accuracy"], f["single"]["macro_f1"] - r["single"]["macro_f1"])
-            for f, r in zip(val_fp32, val_runtime, strict=True)
-        )
+        runtime_drop = worst_validation_drop(val_fp32, val_runtime)
         runtime = args.runtime if runtime_drop <= 0.005 else "torch"
         print(f"validation score {args.runtime} {score_runtime:.4f}, worst drop {runtime_drop:.4f}", flush=True)
     bias, bias_report = fit_class_log_bias(val_sets, probs_int8 if use_int8 else probs_fp32)
@@ -725,12 +728,11 @@ def finalize(
             },
         },
     }
-    if kept_training:
-        earlier = json.loads((output_dir / "card.json").read_text(encoding="utf-8"))
-        card["training"] = kept_training
-        card["model_name"] = earlier.get("model_name", card["model_name"])
-        if earlier.get("trained_on"):
-            card["trained_on"] = earlier["trained_on"]
+    if earlier_card:  # re-finalized weights: the training record, name and date stay the earlier card's
+        card["training"] = earlier_card["training"]
+        card["model_name"] = earlier_card.get("model_name", card["model_name"])
+        if earlier_card.get("trained_on"):
+            card["trained_on"] = earlier_card["trained_on"]
         card["finalized_on"] = dt.date.today().isoformat()
     sections = _card_sections(card)
     write_model_card(output_dir, card, sections)
@@ -801,7 +803,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--runtime",
-        choices=("onnxruntime", "torch"),
+        choices=RUNTIMES,
         default="onnxruntime",
         help="serve float32 with ONNX Runtime when validation shows no loss (else eager PyTorch)",
     )
@@ -827,13 +829,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"train {len(train_set)}, " + ", ".join(f"{s.name} {len(s)}" for s in val_sets + test_sets), flush=True)
     log = output_dir / "training_log.json"
     previous_card = output_dir / "card.json"
-    kept_training: dict[str, Any] | None = None
+    earlier_card: dict[str, Any] | None = None
     if args.finalize_only:
         training = json.loads(log.read_text(encoding="utf-8")) if log.exists() else {}
         if not training and previous_card.is_file():
             # The run that trained these weights is over and its log gone: keep its record as
             # the card wrote it rather than describing this command's (default) arguments.
-            kept_training = json.loads(previous_card.read_text(encoding="utf-8")).get("training")
+            earlier_card = json.loads(previous_card.read_text(encoding="utf-8"))
+            if "training" not in earlier_card:
+                earlier_card = None
     else:
         if output_dir.exists():
             for stale in ("card.json", "MODEL_CARD.md"):
@@ -847,7 +851,7 @@ def main(argv: list[str] | None = None) -> int:
         val_sets=val_sets,
         test_sets=test_sets,
         training=training,
-        kept_training=kept_training,
+        earlier_card=earlier_card,
     )
     if not args.finalize_only:
         log.unlink(missing_ok=True)

@@ -76,3 +76,12 @@ def test_length_buckets_cover_every_example_once_with_similar_lengths_per_batch(
     assert spread < 10  # random batches would spread over most of 3..64
     again = bucketed_batches(lengths, batch_size=16, rng=random.Random(42), pool=10)
     assert again == batches  # seeded: reproducible
+
+
+def test_the_worst_validation_drop_is_the_largest_loss_of_accuracy_or_macro_f1_on_any_set() -> None:
+    from model_training.train_text import worst_validation_drop
+
+    reference = [{"single": {"accuracy": 0.90, "macro_f1": 0.80}}, {"single": {"accuracy": 0.70, "macro_f1": 0.60}}]
+    other = [{"single": {"accuracy": 0.89, "macro_f1": 0.81}}, {"single": {"accuracy": 0.70, "macro_f1": 0.58}}]
+    assert abs(worst_validation_drop(reference, other) - 0.02) < 1e-9
+    assert worst_validation_drop(reference, reference) == 0.0
