@@ -69,5 +69,5 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     metrics["skipped"] = skipped
     metrics["model_name"] = recognizer.model_name
     metrics["model_version"] = recognizer.model_version
-    metrics["quantisation"] = recognizer.quantisation
+    metrics["quantisation"] = recognizer.card.get("inference", {}).get("quantisation", "float32")
     return metrics

@@ -45,7 +45,7 @@ from preprocessing.image import normalise_face
 
 IMAGE_SIZE = 48
 KERAS_FILE = "face_model.keras"
-TFLITE_FILE = "face_model.tflite"
+ONNX_FILE = "face_model.onnx"
 NORMALISATION = "grayscale uint8 -> float32 (x / 255 - 0.5) * 2, range [-1, 1]"
 
 #: FER2013 ``emotion`` codes: 0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral.
@@ -349,20 +349,6 @@ def predict_with_flip(model: Any, x: np.ndarray, tta: bool, batch_size: int = 51
     return np.asarray(probs, dtype=np.float64)
 
 
-def export_tflite(model: Any, path: Path, tta: bool) -> None:
-    """Convert to float32 TFLite with a dynamic batch; flip-averaging is baked in when ``tta``."""
-    import keras
-    import tensorflow as tf
-
-    served = model
-    if tta:
-        inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 1), name="face")
-        mirrored = keras.layers.Lambda(lambda t: keras.ops.flip(t, axis=2), name="mirror")(inputs)
-        outputs = keras.layers.Average(name="probabilities")([model(inputs), model(mirrored)])
-        served = keras.Model(inputs, outputs, name=f"{model.name}_flip_averaged")
-    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(served).convert())
-
-
 def choose_ensemble(
     model: Any, member_paths: list[Path], x_val: np.ndarray, y_val: np.ndarray, tta: bool
 ) -> tuple[Any, dict[str, Any] | None]:
@@ -621,10 +607,12 @@ def finish(
     filters: tuple[int, ...],
     time_budget: Any,
 ) -> None:
-    """Measure on validation and test, export Keras + TFLite, write the card and the plots."""
+    """Measure on validation and test, export Keras + ONNX, write the card and the plots."""
+    from model_training.export import export_face
+
     out: Path = args.output
     model.save(out / KERAS_FILE)
-    export_tflite(model, out / TFLITE_FILE, tta)
+    serving = export_face(out / KERAS_FILE, out / ONNX_FILE, test_time_flip=tta, validation=x_val)
 
     val_probs = predict_with_flip(model, x_val, tta)
     validation_metrics = classification_metrics(y_val, val_probs.argmax(axis=1))
@@ -651,7 +639,7 @@ def finish(
     plot_training_curves(_read_history(out / "history.csv"), out / "training_curves.png", "Face MiniXception")
 
     minutes = (time.monotonic() - started) / 60.0 + (args.fit_minutes if args.from_checkpoint else 0.0)
-    size = (out / TFLITE_FILE).stat().st_size
+    size = (out / ONNX_FILE).stat().st_size
     uses_ferplus_targets = votes is not None and args.ferplus_weight > 0
     data = {
         "datasets": [
@@ -697,7 +685,8 @@ def finish(
         "validation_metrics": validation_metrics,
         "validation_accuracy_without_flip": validation_plain["accuracy"],
         "size_bytes": size,
-        "files": {"serving": TFLITE_FILE, "keras": KERAS_FILE},
+        "files": {"serving": ONNX_FILE, "keras": KERAS_FILE},
+        "serving": serving,
         "input": {
             "size": IMAGE_SIZE,
             "channels": 1,

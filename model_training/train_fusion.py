@@ -10,7 +10,7 @@
 3. Builds label-matched validation triples and trains the ``stacker`` strategy, a scikit-learn
    Random Forest over the 21 probabilities plus a 3-value presence mask, with random modality
    dropout (every triple is shown with all three modalities and ``--copies`` times with a random
-   non-empty subset), so it answers any subset (``stacker.joblib``).
+   non-empty subset), so it answers any subset; exported to ONNX (``stacker.onnx``, no pickle).
 4. Writes ``card.json`` and ``MODEL_CARD.md``, then (unless ``--no-evaluate``) runs
    :mod:`model_training.evaluate_fusion` on the test triples, which adds the test figures.
 
@@ -204,8 +204,8 @@ def _card_sections(card: dict[str, Any]) -> list[str]:
         f"Trained on {stacker['training_rows']} rows: {stacker['triples']} validation triples, each shown with all "
         f"three modalities and {stacker['dropout_copies']} more times with each modality dropped with probability "
         f"{stacker['drop_probability']} (empty subsets redrawn). Out-of-bag accuracy is not reported: copies of a "
-        "triple share its probabilities. Loaded with joblib: load it only from this repository, never from an "
-        "untrusted source.",
+        "triple share its probabilities. Served as an ONNX graph (skl2onnx): loading it reads data, never a pickle, "
+        "and needs no scikit-learn.",
     ]
     grid = stacker.get("selection", {}).get("grid") or []
     if grid:
@@ -336,14 +336,14 @@ def main(argv: list[str] | None = None) -> int:
         args.min_samples_leaf, max_features = chosen["min_samples_leaf"], chosen["max_features"]
     model = train_stacker(features, labels, args, max_features)
 
-    import joblib
+    from model_training.export import export_stacker
 
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / TEMPERATURES_FILE).write_text(
         json.dumps({"temperatures": temperatures, "fitted_on": "validation splits, NLL"}, indent=2) + "\n",
         encoding="utf-8",
     )
-    joblib.dump(model, output_dir / STACKER_FILE, compress=3)
+    serving = export_stacker(model, output_dir / STACKER_FILE, validation_features=features)
     hyper = {
         "n_estimators": args.n_estimators,
         "min_samples_leaf": args.min_samples_leaf,
@@ -364,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         "labels": list(EMOTIONS),
         "files": {"temperatures": TEMPERATURES_FILE, "stacker": STACKER_FILE},
         "size_bytes": directory_size_bytes(output_dir, [TEMPERATURES_FILE, STACKER_FILE]),
+        "serving": serving,
         "temperatures": temperatures,
         "calibration": calibration,
         "stacker": {

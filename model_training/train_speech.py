@@ -36,7 +36,8 @@ import numpy as np
 
 from inference.errors import EmotionAppError
 from inference.labels import EMOTIONS, NUM_EMOTIONS
-from inference.speech import MODEL_FILE, STATS_FILE
+from inference.speech import MODEL_FILE as ONNX_FILE
+from inference.speech import STATS_FILE
 from model_training.common import (
     DEFAULT_DATA_ROOT,
     DEFAULT_MODELS_DIR,
@@ -58,6 +59,9 @@ from preprocessing.audio import (
     pad_frames,
     standardise,
 )
+
+#: The framework weights (the served graph, ``speech_model.onnx``, is exported from them).
+KERAS_FILE = "speech_model.keras"
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".webm", ".m4a")
 
@@ -445,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics=["accuracy"],
     )
     training.summary(print_fn=lambda line, *a, **k: print(line, flush=True))
-    checkpoint = args.output_dir / MODEL_FILE
+    checkpoint = args.output_dir / KERAS_FILE
 
     class SaveServingModel(keras.callbacks.Callback):
         """Keep the best validation epoch of the two-output serving model on disk as we go."""
@@ -498,7 +502,10 @@ def main(argv: list[str] | None = None) -> int:
         test_metrics["confusion_matrix"], args.output_dir / "confusion_matrix.png", "Speech: RAVDESS test actors 21-24"
     )
     plot_training_curves(history.history, args.output_dir / "training_curves.png", "Speech model training")
-    size = directory_size_bytes(args.output_dir, [MODEL_FILE, STATS_FILE])
+    from model_training.export import export_speech
+
+    serving = export_speech(checkpoint, args.output_dir / ONNX_FILE, validation=val_x)
+    size = directory_size_bytes(args.output_dir, [ONNX_FILE, STATS_FILE])
     split = (
         f"Speaker-independent by actor: train on actors {sorted({c.speaker for c in train_clips}, key=_sort_key)}, "
         f"validation (early stopping, checkpoint choice) on actors {sorted(val_speakers, key=_sort_key)}, "
@@ -516,7 +523,8 @@ def main(argv: list[str] | None = None) -> int:
         "validation_metrics": {"RAVDESS actors " + "+".join(sorted(val_speakers, key=_sort_key)): val_metrics},
         "baseline": baseline,
         "size_bytes": size,
-        "files": {"model": MODEL_FILE, "feature_stats": STATS_FILE},
+        "files": {"model": KERAS_FILE, "serving": ONNX_FILE, "feature_stats": STATS_FILE},
+        "serving": serving,
         "training": {
             "epochs_run": len(history.history.get("loss", [])),
             "best_epoch": saver.best_epoch,
