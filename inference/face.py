@@ -1,14 +1,13 @@
 """Face recogniser: photo bytes -> every face's box and 7 emotion probabilities.
 
-Serves the TFLite conversion written by ``model_training.train_face`` (about 1 ms per face
-on a 2-core CPU, against ~50 ms for an eager Keras call). All faces of a photo go through
-the network in one batch; the prediction's probabilities are the largest face's.
+Serves the ONNX graph written by ``model_training.export`` at the end of training (the
+flip-averaged MiniXception, run by ONNX Runtime; no TensorFlow in the serving process). All
+faces of a photo go through the network in one batch; the prediction's probabilities are the
+largest face's.
 """
 
 from __future__ import annotations
 
-import threading
-import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -16,13 +15,14 @@ import numpy as np
 from inference.base import CARD_FILE, Recognizer
 from inference.errors import InvalidInput, ModelUnavailable, UnusableInput
 from inference.labels import EMOTIONS, NUM_EMOTIONS
-from preprocessing.image import FACE_SIZE, crop_face, decode_image, detect_faces, whole_image_face
+from inference.onnx_session import open_session
+from preprocessing.image import FACE_SIZE, crop_face, decode_image, detect_faces, warm_up, whole_image_face
 
-MODEL_FILE = "face_model.tflite"
+MODEL_FILE = "face_model.onnx"
 #: Faces classified per photo at most (largest first), so a crowd photo cannot stall a worker.
 MAX_FACES = 20
-#: Rows per interpreter call in predict_proba (keeps tensor reallocation rare).
-CHUNK = 64
+#: Rows per session call in predict_proba (bounds the activation memory of one call).
+CHUNK = 256
 
 
 class FaceRecognizer(Recognizer):
@@ -34,35 +34,21 @@ class FaceRecognizer(Recognizer):
     def __init__(self, model_dir: Any, *, threads: int = 1) -> None:
         super().__init__(model_dir)
         self._threads = threads
-        self._interpreter: Any = None
-        self._input_index = 0
-        self._output_index = 0
-        self._batch = 0
-        self._invoke_lock = threading.Lock()
+        self._session: Any = None
+        self._input_name = ""
 
     def _load(self) -> None:
         size = int(self.card.get("input", {}).get("size", FACE_SIZE))
         if size != FACE_SIZE:
             raise ModelUnavailable(f"The face model expects {size}x{size} inputs; this code crops {FACE_SIZE}.")
-        import tensorflow as tf
-
-        with warnings.catch_warnings():  # tf.lite.Interpreter announces its move to LiteRT; it still works
-            warnings.simplefilter("ignore", UserWarning)
-            interpreter = tf.lite.Interpreter(model_path=str(self.model_dir / MODEL_FILE), num_threads=self._threads)
-        inputs = interpreter.get_input_details()
-        outputs = interpreter.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1 or int(outputs[0]["shape"][-1]) != NUM_EMOTIONS:
+        session = open_session(self.model_dir / MODEL_FILE, threads=self._threads)
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1 or outputs[0].shape[-1] != NUM_EMOTIONS:
             raise ModelUnavailable("The face model file does not have one input and a 7-way output.")
-        self._input_index = inputs[0]["index"]
-        self._output_index = outputs[0]["index"]
-        self._interpreter = interpreter
-        self._resize(1)
-
-    def _resize(self, batch: int) -> None:
-        if batch != self._batch:
-            self._interpreter.resize_tensor_input(self._input_index, [batch, FACE_SIZE, FACE_SIZE, 1])
-            self._interpreter.allocate_tensors()
-            self._batch = batch
+        self._input_name = inputs[0].name
+        self._session = session
+        session.run(None, {self._input_name: np.zeros((1, FACE_SIZE, FACE_SIZE, 1), np.float32)})  # allocates once
+        warm_up()  # OpenCV and the face detector, so the first photo costs what later ones do
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
         """(n, 48, 48) or (n, 48, 48, 1) normalised float32 faces -> (n, 7) probabilities."""
@@ -72,17 +58,13 @@ class FaceRecognizer(Recognizer):
             faces = faces[..., None]
         if faces.ndim != 4 or faces.shape[1:] != (FACE_SIZE, FACE_SIZE, 1):
             raise ValueError(f"expected faces of shape (n, {FACE_SIZE}, {FACE_SIZE}[, 1]), got {faces.shape}")
-        results = []
-        with self._invoke_lock:  # one interpreter per process; invoke is not re-entrant
-            for start in range(0, len(faces), CHUNK):
-                chunk = np.ascontiguousarray(faces[start : start + CHUNK])
-                self._resize(len(chunk))
-                self._interpreter.set_tensor(self._input_index, chunk)
-                self._interpreter.invoke()
-                results.append(np.array(self._interpreter.get_tensor(self._output_index), dtype=np.float64))
-        if not results:
+        if not len(faces):
             return np.zeros((0, NUM_EMOTIONS))
-        return np.concatenate(results, axis=0)
+        results = [
+            self._session.run(None, {self._input_name: np.ascontiguousarray(faces[start : start + CHUNK])})[0]
+            for start in range(0, len(faces), CHUNK)
+        ]  # an ONNX Runtime session may be run from several threads at once
+        return np.concatenate(results, axis=0).astype(np.float64)
 
     def _predict(
         self, raw: Any, *, pre_cropped: bool = False, max_pixels: int = 40_000_000, **_: Any

@@ -61,7 +61,7 @@ WEIGHTED_STRATEGIES: frozenset[str] = frozenset({"calibrated", "weighted", "adap
 
 logger = logging.getLogger(__name__)
 
-STACKER_FILE = "stacker.joblib"
+STACKER_FILE = "stacker.onnx"
 FUSION_CARD_FILE = "card.json"
 #: Where the committed fusion artefacts live when no folder is given.
 DEFAULT_FUSION_DIR = Path(__file__).resolve().parent.parent / "models" / "fusion"
@@ -391,6 +391,28 @@ def fuse_stacker(
     return _result("stacker", fused, {}, explanation)
 
 
+class OnnxStacker:
+    """The Random Forest exported by ``model_training.export`` (skl2onnx), run by ONNX Runtime.
+
+    It answers like the scikit-learn model it came from (``predict_proba``, ``classes_``,
+    ``feature_importances_``), so the strategies do not care which one they hold; loading it
+    reads data only, never a pickle.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        from inference.onnx_session import open_session
+
+        self._session = open_session(path, threads=1)
+        self._input = self._session.get_inputs()[0].name
+        metadata = self._session.get_modelmeta().custom_metadata_map
+        self.classes_ = np.asarray(json.loads(metadata["classes"]), dtype=int)
+        self.feature_importances_ = np.asarray(json.loads(metadata.get("feature_importances", "[]")), dtype=float)
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        rows = np.ascontiguousarray(np.atleast_2d(features), dtype=np.float32)
+        return np.asarray(self._session.run(None, {self._input: rows})[1], dtype=np.float64)
+
+
 # -- the engine the predictor and the web layer use --------------------------------------
 class FusionEngine:
     """Holds the fitted artefacts (temperatures, stacker) and dispatches to a strategy.
@@ -481,18 +503,14 @@ class FusionEngine:
         path = self.model_dir / STACKER_FILE if self.model_dir else None
         if path is None or not path.is_file():
             raise ModelUnavailable(
-                "The fusion stacker is not installed (models/fusion/stacker.joblib is missing); "
+                f"The fusion stacker is not installed (models/fusion/{STACKER_FILE} is missing); "
                 "choose another fusion strategy or run model_training.train_fusion."
             )
         try:
-            import joblib
-
-            model = joblib.load(path)
+            model = OnnxStacker(path)
         except Exception as exc:  # a broken file must not look like a client error
             logger.exception("The fusion stacker %s failed to load", path)
             raise ModelUnavailable("The fusion stacker failed to load; see the server log.") from exc
-        if not hasattr(model, "predict_proba") or not hasattr(model, "classes_"):
-            raise ModelUnavailable("The fusion stacker file does not hold a fitted classifier.")
         return model
 
     def _stacker_importances(self) -> dict[str, float]:

@@ -1,22 +1,23 @@
 """Recognise emotion in a voice recording with the bundled CNN-BiLSTM-attention model.
 
 The recogniser decodes whatever the browser or user sent (``preprocessing.audio``), computes
-the same standardised MFCC frames as training, and runs one compiled TensorFlow graph that
-accepts any clip length. Besides the 7 probabilities it returns the attention weight of
-every model time step with its time in seconds, so the UI can show which moments mattered.
+the same standardised MFCC frames as training (in numpy), and runs the ONNX graph exported at
+the end of training, which accepts any clip length (no TensorFlow in the serving process).
+Besides the 7 probabilities it returns the attention weight of every model time step with its
+time in seconds, so the UI can show which moments mattered.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
 from inference.base import CARD_FILE, Recognizer
-from inference.errors import InvalidInput
+from inference.errors import InvalidInput, ModelUnavailable
 from inference.labels import NUM_EMOTIONS
+from inference.onnx_session import open_session
 from preprocessing.audio import (
     DEFAULT_MAX_SECONDS,
     N_FEATURES,
@@ -28,9 +29,10 @@ from preprocessing.audio import (
     mfcc_features,
     pad_frames,
     standardise,
+    warm_up_decoding,
 )
 
-MODEL_FILE = "speech_model.keras"
+MODEL_FILE = "speech_model.onnx"
 STATS_FILE = "feature_stats.json"
 #: Feature frames merged into one model time step by the network's max-pooling.
 POOL_SIZE = 2
@@ -44,39 +46,41 @@ class SpeechRecognizer(Recognizer):
     modality: ClassVar[str] = "speech"
     required_files: ClassVar[tuple[str, ...]] = (CARD_FILE, MODEL_FILE, STATS_FILE)
 
+    def __init__(self, model_dir: Any, *, threads: int = THREADS) -> None:
+        super().__init__(model_dir)
+        self._threads = threads
+        self._session: Any = None
+        self._input_name = ""
+        self._stats: FeatureStats | None = None
+
     def _load(self) -> None:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import tensorflow as tf
-
-        try:  # only possible before TensorFlow's runtime starts (another model may have started it)
-            tf.config.threading.set_intra_op_parallelism_threads(THREADS)
-            tf.config.threading.set_inter_op_parallelism_threads(1)
-        except RuntimeError:
-            pass
-        import keras
-
-        from inference.speech_layers import CUSTOM_OBJECTS
-
-        model = keras.models.load_model(self.model_dir / MODEL_FILE, custom_objects=CUSTOM_OBJECTS, compile=False)
         self._stats = FeatureStats.from_json(self.model_dir / STATS_FILE)
+        session = open_session(self.model_dir / MODEL_FILE, threads=self._threads)
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 2 or outputs[0].shape[-1] != NUM_EMOTIONS:
+            raise ModelUnavailable(
+                "The speech model file does not map feature frames to 7 probabilities and attention."
+            )
+        self._input_name = inputs[0].name
+        self._session = session
+        session.run(None, {self._input_name: np.zeros((1, 64, N_FEATURES), np.float32)})  # first run allocates
+        warm_up_decoding()  # so the first recording costs what later ones do
 
-        # One graph for every clip length: the time axis is left open in the signature.
-        @tf.function(input_signature=[tf.TensorSpec([None, None, N_FEATURES], tf.float32)], reduce_retracing=True)
-        def infer(batch: Any) -> tuple[Any, Any]:
-            probabilities, attention = model(batch, training=False)
-            return probabilities, attention
+    def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        probabilities, attention = self._session.run(None, {self._input_name: batch})
+        return probabilities, attention
 
-        infer(tf.random.stateless_normal((1, 64, N_FEATURES), seed=(1, 2)))  # trace once, at load time
-        # librosa compiles and caches its filters on first use: pay that here, not in a request.
-        mfcc_features(np.random.default_rng(0).normal(0, 0.1, TARGET_RATE).astype(np.float32), TARGET_RATE)
-        self._model = model
-        self._infer = infer
+    @property
+    def stats(self) -> FeatureStats:
+        """The training frames' mean and standard deviation (read once; no model needed)."""
+        if self._stats is None:
+            self._stats = FeatureStats.from_json(self.model_dir / STATS_FILE)
+        return self._stats
 
     # -- preprocessing -------------------------------------------------------------------
     def features(self, decoded: DecodedAudio) -> np.ndarray:
-        """Standardised ``(frames, 120)`` MFCC frames of a decoded clip (loads the statistics)."""
-        self.load()
-        return standardise(mfcc_features(decoded.signal, decoded.rate), self._stats)
+        """Standardised ``(frames, 120)`` MFCC frames of a decoded clip."""
+        return standardise(mfcc_features(decoded.signal, decoded.rate), self.stats)
 
     def preprocess(self, raw: bytes, *, max_seconds: float = DEFAULT_MAX_SECONDS) -> tuple[np.ndarray, DecodedAudio]:
         """Decode and featurise one upload; raises the 4xx errors of :func:`decode_audio`."""
@@ -99,7 +103,7 @@ class SpeechRecognizer(Recognizer):
         features, decoded = self.preprocess(raw, max_seconds=max_seconds)
         probabilities, attention = self._infer(pad_frames([features]))
         weights = np.asarray(attention, dtype=np.float64)[0]
-        # Librosa centres frame j at j * hop; a model step pools frames 2i and 2i+1.
+        # The STFT centres frame j at j * hop; a model step pools frames 2i and 2i+1.
         step = frame_seconds(decoded.rate) * POOL_SIZE
         clip_seconds = decoded.trimmed_seconds
         timeline = [

@@ -10,8 +10,11 @@ Unusable recordings are refused with a 4xx error rather than analysed.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
 import json
+import math
 import os
 import re
 import shutil
@@ -375,25 +378,109 @@ def frame_seconds(rate: int = TARGET_RATE) -> float:
     return _scaled_frames(rate)[1] / rate
 
 
-def mfcc_features(signal: np.ndarray, rate: int = TARGET_RATE) -> np.ndarray:
-    """``(frames, 120)`` float32: 40 MFCC, their deltas and delta-deltas (not yet standardised)."""
-    import librosa
+def _hz_to_mel(frequencies: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (linear below 1 kHz, logarithmic above), as librosa's default."""
+    frequencies = np.asarray(frequencies, dtype=np.float64)
+    mels = frequencies / (200.0 / 3)
+    log_region = frequencies >= 1000.0
+    mels[log_region] = 15.0 + np.log(frequencies[log_region] / 1000.0) / (np.log(6.4) / 27.0)
+    return mels
 
+
+def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
+    mels = np.asarray(mels, dtype=np.float64)
+    frequencies = mels * (200.0 / 3)
+    log_region = mels >= 15.0
+    frequencies[log_region] = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mels[log_region] - 15.0))
+    return frequencies
+
+
+@functools.lru_cache(maxsize=8)
+def mel_filterbank(
+    rate: int, n_fft: int, n_mels: int = N_MELS, fmin: float = 20.0, fmax: float | None = None
+) -> np.ndarray:
+    """``(n_mels, n_fft // 2 + 1)`` float32 triangular filters, Slaney-normalised (librosa's default)."""
+    fmax = rate / 2 if fmax is None else fmax
+    fft_freqs = np.fft.rfftfreq(n_fft, d=1.0 / rate)
+    mel_freqs = _mel_to_hz(np.linspace(_hz_to_mel(np.array([fmin]))[0], _hz_to_mel(np.array([fmax]))[0], n_mels + 2))
+    widths = np.diff(mel_freqs)
+    ramps = np.subtract.outer(mel_freqs, fft_freqs)
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper)).astype(np.float32)
+    weights *= (2.0 / (mel_freqs[2:] - mel_freqs[:-2]))[:, None].astype(np.float32)
+    weights.setflags(write=False)
+    return weights
+
+
+@functools.lru_cache(maxsize=8)
+def _dct_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """Orthonormal DCT-II rows (``scipy.fft.dct(type=2, norm="ortho")``, first ``n_out`` only)."""
+    k = np.arange(n_out)[:, None]
+    n = np.arange(n_in)[None, :]
+    matrix = np.cos(np.pi * k * (2 * n + 1) / (2 * n_in)) * np.sqrt(2.0 / n_in)
+    matrix[0] /= np.sqrt(2.0)
+    matrix.setflags(write=False)
+    return matrix
+
+
+@functools.lru_cache(maxsize=8)
+def _savgol_weights(width: int, order: int) -> np.ndarray:
+    """Savitzky-Golay derivative weights (polynomial order = derivative order), for ``delta``."""
+    half = width // 2
+    positions = np.arange(-half, half + 1, dtype=np.float64)
+    vander = positions[:, None] ** np.arange(order + 1)[None, :]
+    weights = np.linalg.pinv(vander)[order] * math.factorial(order)
+    weights.setflags(write=False)
+    return weights
+
+
+def delta(features: np.ndarray, width: int, order: int) -> np.ndarray:
+    """Local derivative along time (last axis), edges repeated: librosa's ``feature.delta``."""
+    half = width // 2
+    padded = np.pad(features, ((0, 0), (half, half)), mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, width, axis=1)
+    return np.einsum("ftw,w->ft", windows, _savgol_weights(width, order)).astype(features.dtype)
+
+
+def mfcc_features(signal: np.ndarray, rate: int = TARGET_RATE) -> np.ndarray:
+    """``(frames, 120)`` float32: 40 MFCC, their deltas and delta-deltas (not yet standardised).
+
+    The same computation as ``librosa.feature.mfcc`` and ``librosa.feature.delta`` with the
+    training settings (centred Hann STFT with zero padding, power mel spectrogram, dB with an
+    80 dB floor, orthonormal DCT-II), in numpy alone: the serving process imports no librosa.
+    ``tests/test_speech_preprocessing.py`` holds it equal to librosa.
+    """
     n_fft, hop = _scaled_frames(rate)
     signal = np.asarray(signal, dtype=np.float32)
     if len(signal) < n_fft:
         signal = np.pad(signal, (0, n_fft - len(signal)))
-    mfcc = librosa.feature.mfcc(
-        y=signal, sr=rate, n_mfcc=N_MFCC, n_fft=n_fft, hop_length=hop, n_mels=N_MELS, fmin=20.0, fmax=rate / 2
-    )
+    padded = np.pad(signal, n_fft // 2)
+    frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop]
+    window = (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
+    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2  # (frames, bins)
+    mel = mel_filterbank(rate, n_fft, N_MELS, 20.0, rate / 2) @ power.T  # (mels, frames)
+    decibels = 10.0 * np.log10(np.maximum(mel, 1e-10))
+    decibels = np.maximum(decibels, decibels.max() - 80.0)
+    mfcc = (_dct_matrix(N_MFCC, N_MELS) @ decibels).astype(np.float32)
     width = min(9, mfcc.shape[1] if mfcc.shape[1] % 2 == 1 else mfcc.shape[1] - 1)
     if width < 3:
-        delta = np.zeros_like(mfcc)
-        delta2 = np.zeros_like(mfcc)
+        first = np.zeros_like(mfcc)
+        second = np.zeros_like(mfcc)
     else:
-        delta = librosa.feature.delta(mfcc, width=width, order=1, mode="nearest")
-        delta2 = librosa.feature.delta(mfcc, width=width, order=2, mode="nearest")
-    return np.concatenate([mfcc, delta, delta2], axis=0).T.astype(np.float32)
+        first = delta(mfcc, width, 1)
+        second = delta(mfcc, width, 2)
+    return np.concatenate([mfcc, first, second], axis=0).T.astype(np.float32)
+
+
+def warm_up_decoding() -> None:
+    """Import the decoders and build the 16 kHz filter tables before the first request."""
+    import importlib
+
+    for name in ("soxr", "av"):  # PyAV is optional (the ffmpeg binary is the fallback)
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    mfcc_features(np.random.default_rng(0).normal(0.0, 0.1, TARGET_RATE).astype(np.float32), TARGET_RATE)
 
 
 def standardise(features: np.ndarray, stats: FeatureStats) -> np.ndarray:

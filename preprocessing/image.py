@@ -12,9 +12,11 @@ to the original coordinates.
 
 from __future__ import annotations
 
+import contextlib
 import io
-import threading
+import queue
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -129,22 +131,43 @@ def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
 
 
 # -- detection -------------------------------------------------------------------------------
-_local = threading.local()
+#: Idle Haar cascades. OpenCV's classifier is not safe to share between threads, so each call
+#: borrows one; cascades made while the model loads are reused by any request thread later.
+_cascades: queue.SimpleQueue[object] = queue.SimpleQueue()
 
 
-def _cascade() -> object:
-    """One Haar cascade per thread (OpenCV's classifier is not safe to share across threads)."""
-    cascade = getattr(_local, "cascade", None)
-    if cascade is None:
-        import cv2
+def _new_cascade() -> object:
+    import cv2
 
-        cv2.setNumThreads(2)
-        path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
-        cascade = cv2.CascadeClassifier(path)
-        if cascade.empty():
-            raise RuntimeError(f"OpenCV's frontal-face cascade could not be read from {path}")
-        _local.cascade = cascade
+    cv2.setNumThreads(2)
+    path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
+    cascade = cv2.CascadeClassifier(path)
+    if cascade.empty():
+        raise RuntimeError(f"OpenCV's frontal-face cascade could not be read from {path}")
     return cascade
+
+
+@contextlib.contextmanager
+def _cascade() -> Iterator[object]:
+    """A cascade no other thread is using, returned to the pool afterwards."""
+    try:
+        cascade = _cascades.get_nowait()
+    except queue.Empty:
+        cascade = _new_cascade()
+    try:
+        yield cascade
+    finally:
+        _cascades.put(cascade)
+
+
+def warm_up(cascades: int = 2) -> None:
+    """Pay the first-use costs (OpenCV, Pillow, the cascade files) before the first request."""
+    from PIL import Image  # noqa: F401  (imported for its side effect: loaded once, now)
+
+    made = [_new_cascade() for _ in range(cascades)]
+    for cascade in made:
+        _cascades.put(cascade)
+    detect_faces(np.full((120, 160), 128, dtype=np.uint8))
 
 
 def _detect_at(gray: np.ndarray, side: int) -> list[FaceBox]:
@@ -157,9 +180,10 @@ def _detect_at(gray: np.ndarray, side: int) -> list[FaceBox]:
         small = cv2.resize(gray, (round(width * scale), round(height * scale)), interpolation=interpolation)
     else:
         small = gray
-    found = _cascade().detectMultiScale(  # type: ignore[attr-defined]
-        small, scaleFactor=1.1, minNeighbors=5, minSize=(MIN_FACE, MIN_FACE)
-    )
+    with _cascade() as cascade:
+        found = cascade.detectMultiScale(  # type: ignore[attr-defined]
+            small, scaleFactor=1.1, minNeighbors=5, minSize=(MIN_FACE, MIN_FACE)
+        )
     boxes = []
     for x, y, w, h in np.asarray(found, dtype=np.float64).reshape(-1, 4).tolist():
         x0, y0 = max(round(x / scale), 0), max(round(y / scale), 0)

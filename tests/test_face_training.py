@@ -28,6 +28,8 @@ from model_training.train_face import (
     parse_args,
 )
 
+pytestmark = pytest.mark.training  # the training test group: frameworks are imported here
+
 
 def fer_row(code: int, grey: int, usage: str) -> str:
     return f"{code},{' '.join([str(grey)] * 2304)},{usage}\n"
@@ -141,11 +143,13 @@ def constant_network(probabilities: list[float], name: str) -> Any:
 
 
 @pytest.mark.slow
+@pytest.mark.training
 def test_an_ensemble_is_served_only_when_it_beats_this_run_on_validation(tmp_path: Path) -> None:
     import keras
-    import tensorflow as tf
 
-    from model_training.train_face import choose_ensemble, export_tflite
+    from inference.onnx_session import open_session
+    from model_training.export import export_face
+    from model_training.train_face import choose_ensemble
 
     x_val = np.zeros((8, 48, 48, 1), np.float32)
     this_run = constant_network([0.6, 0.4, 0, 0, 0, 0, 0], "this_run")  # says angry
@@ -166,12 +170,10 @@ def test_an_ensemble_is_served_only_when_it_beats_this_run_on_validation(tmp_pat
     averaged.save(tmp_path / "ensemble.keras")
     reloaded = keras.models.load_model(tmp_path / "ensemble.keras")
     assert np.allclose(reloaded.predict(x_val[:1], verbose=0)[0, :2], [0.35, 0.65], atol=1e-5)
-    export_tflite(averaged, tmp_path / "served.tflite", tta=True)
-    interpreter = tf.lite.Interpreter(model_path=str(tmp_path / "served.tflite"))
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x_val[:1])
-    interpreter.invoke()
-    served = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    fields = export_face(tmp_path / "ensemble.keras", tmp_path / "served.onnx", test_time_flip=True, validation=x_val)
+    assert fields["parity"]["max_abs_diff"] <= 1e-4
+    session = open_session(tmp_path / "served.onnx")
+    served = session.run(None, {session.get_inputs()[0].name: x_val[:1]})[0]
     assert np.allclose(served[0, :2], [0.35, 0.65], atol=1e-5)
 
     assert choose_ensemble(this_run, [], x_val, np.ones(8, int), tta=True) == (this_run, None)

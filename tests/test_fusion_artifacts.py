@@ -109,7 +109,7 @@ def test_the_stacker_strategy_without_a_trained_model_is_503(tmp_path):
 
 
 def test_a_corrupt_stacker_file_is_503(tmp_path):
-    (tmp_path / STACKER_FILE).write_bytes(b"not a joblib file")
+    (tmp_path / STACKER_FILE).write_bytes(b"not an ONNX file")
 
     with pytest.raises(ModelUnavailable, match="failed to load") as caught:
         FusionEngine(tmp_path).fuse({"face": [1 / 7] * 7}, "stacker")
@@ -132,19 +132,21 @@ def test_stacker_features_are_three_probability_blocks_then_the_presence_mask():
 
 
 def _train_small_forest(path):
-    """A real (tiny) Random Forest, fitted on separable rows: the label is the face's argmax."""
-    import joblib
+    """A real (tiny) Random Forest, fitted on separable rows and exported as serving reads it."""
     from sklearn.ensemble import RandomForestClassifier
+
+    from model_training.export import export_stacker
 
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 6, size=300)  # "surprise" (6) never occurs in training
     rows = {m: np.eye(7)[labels] * 0.7 + 0.1 / 7 * 3 for m in MODALITIES}
     features = stacker_feature_matrix(rows)
     model = RandomForestClassifier(n_estimators=10, random_state=0).fit(features, labels)
-    joblib.dump(model, path / STACKER_FILE)
+    export_stacker(model, path / STACKER_FILE, validation_features=features)
     return model
 
 
+@pytest.mark.training
 def test_a_trained_stacker_is_loaded_and_maps_its_classes_onto_the_seven_labels(tmp_path):
     _train_small_forest(tmp_path)
     engine = FusionEngine(tmp_path)

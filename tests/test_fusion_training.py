@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import itertools
 
-import joblib
 import numpy as np
 import pytest
 
 from inference.fusion import STACKER_FILE, FusionEngine
 from inference.labels import EMOTIONS, MODALITIES
 from model_training.common import DEFAULT_DATA_ROOT, ece_noise_floor, expected_calibration_error
+from model_training.export import export_stacker
 from model_training.train_fusion import (
     STACKER_GRID,
     dropout_masks,
@@ -21,6 +21,8 @@ from model_training.train_fusion import (
     train_stacker,
 )
 from model_training.triples import Pool, build_triples, speech_pool, split_pool, text_pool, triple_probabilities
+
+pytestmark = pytest.mark.training  # the training test group: frameworks are imported here
 
 
 def synthetic_pool(modality: str, labels: list[int], seed: int = 0, strength: float = 2.0) -> Pool:
@@ -130,13 +132,14 @@ def test_the_stacker_training_set_zeroes_the_dropped_modalities():
         assert np.allclose(features[present, 7 * j : 7 * j + 7].sum(axis=1), 1.0)
 
 
+@pytest.mark.training
 def test_a_trained_stacker_answers_every_subset_through_the_engine(tmp_path):
     pools = all_label_pools()
     triples = build_triples(pools, 40, seed=0, split="validation")
     probs = triple_probabilities(triples, pools)
     features, labels = stacker_training_set(probs, triples.labels, copies=3, drop_probability=0.4, seed=0)
     args = argparse.Namespace(n_estimators=20, min_samples_leaf=5, max_depth=8, threads=1, seed=0)
-    joblib.dump(train_stacker(features, labels, args), tmp_path / STACKER_FILE)
+    export_stacker(train_stacker(features, labels, args), tmp_path / STACKER_FILE, validation_features=features)
     engine = FusionEngine(tmp_path)
 
     for size in (1, 2, 3):

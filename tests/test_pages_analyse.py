@@ -135,7 +135,7 @@ def test_navigation_marks_the_current_page_for_screen_readers(member: Any) -> No
 
 
 def test_a_missing_stacker_is_marked_rather_than_offered(member: Any) -> None:
-    html = html_of(member, "/analyse")  # this app's models folder has no fusion/stacker.joblib
+    html = html_of(member, "/analyse")  # this app's models folder has no fusion/stacker.onnx
     assert '<option value="stacker" disabled>stacker (not installed)</option>' in html
 
 

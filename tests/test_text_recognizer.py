@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -125,45 +124,44 @@ def test_predict_proba_answers_a_batch_in_scikit_learn_shape(recognizer: TextRec
     assert np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
 
 
-def test_the_model_card_documents_test_metrics_windowing_and_quantisation(recognizer: TextRecognizer) -> None:
+def test_the_model_card_documents_test_metrics_windowing_and_the_served_graph(recognizer: TextRecognizer) -> None:
     card = recognizer.card
     assert card["modality"] == "text"
     assert {"CARER test", "GoEmotions test, single-Ekman rows"} <= set(card["test_metrics"])
     assert "window" in card["long_text"]
     assert card["inference"]["quantisation"] in {"float32", "dynamic-int8"}
-    assert recognizer.quantisation == (
-        "dynamic-int8" if card["inference"]["quantisation"] == "dynamic-int8" else "none"
-    )
-    assert (TEXT_MODEL_DIR / "model.safetensors").stat().st_size <= 50 * 1024 * 1024
-    assert recognizer.runtime == card["inference"].get("runtime", "torch")
+    served = card["serving"]
+    assert served["file"] == "model.onnx" and served["opset"] >= 17
+    assert served["size_bytes"] == (TEXT_MODEL_DIR / "model.onnx").stat().st_size <= 50 * 1024 * 1024
+    assert served["parity"]["max_abs_diff"] <= 1e-4
+    for split, measured in card["test_metrics"].items():  # re-measured through the graph: no drop
+        assert served["test_metrics"][split]["accuracy"] >= measured["accuracy"] - 1e-9
 
 
-def test_onnx_runtime_and_eager_pytorch_give_the_same_probabilities(recognizer: TextRecognizer) -> None:
-    """The faster runtime is an implementation detail: same windows, same numbers."""
+@pytest.mark.training
+def test_the_onnx_graph_and_eager_pytorch_give_the_same_probabilities(recognizer: TextRecognizer) -> None:
+    """The served graph is an implementation detail: same tokens, same windows, same numbers."""
+    from model_training.text_network import framework_forward
+
     texts = ["I love this!", "Why would they do that to us?", "🙂", "so tired of waiting " * 60]
-    runtimes = {}
-    for runtime in ("onnxruntime", "torch"):
-        model = TextRecognizer(TEXT_MODEL_DIR, runtime=runtime, quantise=False)
-        runtimes[runtime] = model.predict_proba(texts)
-        assert model.runtime == runtime
-    assert np.allclose(runtimes["onnxruntime"], runtimes["torch"], atol=1e-4)
+    framework = TextRecognizer(TEXT_MODEL_DIR, forward=framework_forward(TEXT_MODEL_DIR))
+    assert np.allclose(recognizer.predict_proba(texts), framework.predict_proba(texts), atol=1e-4)
 
 
-def test_without_onnx_runtime_installed_the_card_s_choice_falls_back_to_pytorch(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Same weights, same answers, only slower; asking for it by name still fails loudly."""
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
-    served = TextRecognizer(TEXT_MODEL_DIR)
-    assert served.predict("I just got the job of my dreams, I am so happy!").label == "happy"
-    assert served.runtime == "torch" and "ONNX Runtime is unavailable" in caplog.text
-    with pytest.raises(ModelUnavailable):
-        TextRecognizer(TEXT_MODEL_DIR, runtime="onnxruntime").load()
+@pytest.mark.training
+def test_the_rust_tokenizer_gives_the_training_tokenizer_s_ids() -> None:
+    """Serving reads tokenizer.json with ``tokenizers``; training used transformers' AutoTokenizer."""
+    from transformers import AutoTokenizer
 
+    from inference.text import load_tokenizer
 
-def test_an_unknown_runtime_is_refused_when_the_recogniser_is_built() -> None:
-    with pytest.raises(ValueError, match="runtime"):
-        TextRecognizer(TEXT_MODEL_DIR, runtime="tensorrt")
+    ours, special = load_tokenizer(TEXT_MODEL_DIR)
+    theirs = AutoTokenizer.from_pretrained(str(TEXT_MODEL_DIR), local_files_only=True)
+    theirs.model_max_length = 10**9
+    texts = ["Hello World!", "Café naïve — déjà vu?!", "I'm SO happy :) #blessed", "日本語", "tired " * 300]
+    for text in texts:
+        assert ours.encode(text, add_special_tokens=False).ids == theirs(text, add_special_tokens=False)["input_ids"]
+    assert special == (theirs.cls_token_id, theirs.sep_token_id, theirs.pad_token_id)
 
 
 def test_a_missing_model_folder_is_model_unavailable(tmp_path: Path) -> None:
@@ -174,14 +172,14 @@ def test_a_missing_model_folder_is_model_unavailable(tmp_path: Path) -> None:
     assert caught.value.status == 503
 
 
-def test_a_corrupt_weights_file_is_model_unavailable_not_a_crash(tmp_path: Path) -> None:
+def test_a_corrupt_graph_file_is_model_unavailable_not_a_crash(tmp_path: Path) -> None:
     folder = tmp_path / "text"
     folder.mkdir()
     for name in TextRecognizer.required_files:
         source = TEXT_MODEL_DIR / name
         if not source.is_file():
             pytest.skip("the text model is not bundled in models/text/")
-        (folder / name).write_bytes(b"not a model" if name == "model.safetensors" else source.read_bytes())
+        (folder / name).write_bytes(b"not a model" if name == "model.onnx" else source.read_bytes())
     with pytest.raises(ModelUnavailable):
         TextRecognizer(folder).predict("I am happy")
 

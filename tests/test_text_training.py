@@ -19,6 +19,8 @@ needs_data = pytest.mark.skipif(
     reason=f"the text datasets are not beside the repository ({TEXT_DATA.name}/ under the data root)",
 )
 
+pytestmark = pytest.mark.training  # the training test group: frameworks are imported here
+
 
 @pytest.mark.needs_data
 @needs_data
