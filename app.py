@@ -2,8 +2,10 @@
 
 ``create_app`` wires configuration, the database (migrated to head on start unless told
 otherwise), security extensions, structured logging, error handlers, the recogniser registry
-and the blueprints (api, health, pages). Nothing heavy is imported here: models load lazily
-in each worker on first use.
+and the blueprints (api, health, pages). The bundled models then load in a background thread
+(``PRELOAD_MODELS``, on by default): the process answers at once, ``/readyz`` turns 200 when
+every model is loaded, and a prediction that arrives earlier gets 503 ``model_loading`` with
+``Retry-After``. Under gunicorn this runs in each worker, after the fork.
 """
 
 from __future__ import annotations
@@ -86,6 +88,8 @@ def create_app(config: Mapping[str, Any] | None = None, *, registry: RecognizerR
     db_session.init_app(app, database)
 
     app.extensions[REGISTRY_KEY] = registry or build_registry(app.config["MODELS_DIR"])
+    if app.config.get("PRELOAD_MODELS"):
+        app.extensions[REGISTRY_KEY].start_loading(lambda: _preload_fusion(app))
 
     init_request_logging(app)  # before security, so even CSRF/limit failures carry a request id
     init_security(app)
@@ -94,6 +98,18 @@ def create_app(config: Mapping[str, Any] | None = None, *, registry: RecognizerR
     _register_blueprints(app)
     context.register(app)
     return app
+
+
+def _preload_fusion(app: Flask) -> None:
+    """Read the fusion artefacts (temperatures, the stacker graph) with the models."""
+    from services.analysis import get_fusion_engine
+
+    engine = get_fusion_engine(app)
+    if engine is None:
+        return
+    engine.unavailable_strategies()  # reads temperatures.json
+    if engine.stacker_available():
+        engine.stacker  # noqa: B018  (loads the ONNX stacker once)
 
 
 def _init_login(app: Flask) -> None:

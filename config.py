@@ -127,6 +127,9 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "MAX_IMAGE_PIXELS": _env_number(env, "MAX_IMAGE_PIXELS", 40_000_000, int),
         "KEEP_UPLOADS": _env_bool(env, "KEEP_UPLOADS", False),
         "READYZ_ALLOW_LOAD": _env_bool(env, "READYZ_ALLOW_LOAD", False),
+        # Load every bundled model in the background as the process starts (after gunicorn's fork),
+        # so the first request does not pay for it; /readyz answers 200 once they are loaded.
+        "PRELOAD_MODELS": _env_bool(env, "PRELOAD_MODELS", True),
         "UPLOADS_DIR": str(Path(env.get("UPLOADS_DIR") or instance_dir / "uploads")),
         # Security
         "BCRYPT_ROUNDS": _env_number(env, "BCRYPT_ROUNDS", 12, int),

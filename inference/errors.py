@@ -54,3 +54,14 @@ class ModelUnavailable(EmotionAppError):
 
     status = 503
     code = "model_unavailable"
+
+
+class ModelLoading(ModelUnavailable):
+    """The model is being loaded right now (the server just started): retry in a moment."""
+
+    status = 503
+    code = "model_loading"
+
+    def __init__(self, message: str, *, retry_after: int = 2) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))

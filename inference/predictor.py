@@ -119,6 +119,7 @@ class MultimodalEmotionPredictor:
             raise InvalidInput(f"Unknown modality in options: {', '.join(sorted(unknown))}.")
 
         strategy, _ = self.fusion.validate(strategy, weights, inputs)
+        self.registry.require_loaded(inputs)  # 503 model_loading rather than a fused answer missing one
 
         predictions: dict[str, Prediction] = {}
         dropped: dict[str, dict[str, str]] = {}

@@ -271,6 +271,8 @@ TEST_CONFIG: dict[str, Any] = {
     "WTF_CSRF_ENABLED": True,
     "SESSION_COOKIE_SECURE": False,
     "REMEMBER_COOKIE_SECURE": False,
+    # The doubles load lazily on first use; tests of loading at start switch this on themselves.
+    "PRELOAD_MODELS": False,
 }
 
 

@@ -57,14 +57,26 @@ def test_healthz_answers_without_touching_the_database(api: Api) -> None:
     assert api.get("/healthz").get_json() == {"status": "ok"}
 
 
-def test_readyz_reports_the_database_and_each_modality(app_factory: Any) -> None:
-    api = Api(app_factory({"READYZ_ALLOW_LOAD": True}).test_client())
-    body = api.get("/readyz").get_json()
-    assert body["status"] == "ready" and body["database"]["ok"] is True
+def test_readyz_reports_the_database_and_each_modality_once_every_model_is_loaded(
+    app_factory: Any, registry: Any
+) -> None:
+    app = app_factory({"PRELOAD_MODELS": True})
+    assert registry.wait_until_loaded(timeout=30)
+    response = app.test_client().get("/readyz")
+    body = response.get_json()
+    assert response.status_code == 200
+    assert body["status"] == "ready" and body["database"]["ok"] is True and body["models_loading"] is False
     assert body["models"]["text"]["available"] is True and body["models"]["text"]["model_name"] == "test-text"
     assert sorted(body["available_modalities"]) == ["face", "speech", "text"]
-    loaded = api.get("/readyz?load=1").get_json()
-    assert all(loaded["models"][m]["loaded"] for m in ("face", "speech", "text"))
+    assert all(body["models"][m]["loaded"] for m in ("face", "speech", "text"))
+
+
+def test_readyz_with_load_allowed_loads_the_models_and_turns_ready(app_factory: Any) -> None:
+    api = Api(app_factory({"READYZ_ALLOW_LOAD": True}).test_client())
+    assert api.get("/readyz").status_code == 503  # nothing preloaded in this app: not ready yet
+    loaded = api.get("/readyz?load=1")
+    assert loaded.status_code == 200 and loaded.get_json()["status"] == "ready"
+    assert all(loaded.get_json()["models"][m]["loaded"] for m in ("face", "speech", "text"))
 
 
 def test_readyz_answers_503_when_the_database_is_unreachable(app_factory: Any) -> None:
@@ -122,8 +134,9 @@ def test_log_lines_are_key_value_and_carry_the_request_id() -> None:
 
 
 def test_readyz_ignores_load_unless_the_deployment_allows_it(api: Api) -> None:
-    body = api.get("/readyz?load=1").get_json()
-    assert body["status"] == "ready"
+    response = api.get("/readyz?load=1")
+    body = response.get_json()
+    assert response.status_code == 503 and body["status"] == "unavailable"  # not loaded, and not loading
     assert not any(body["models"][m]["loaded"] for m in ("face", "speech", "text"))
 
 

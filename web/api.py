@@ -327,6 +327,7 @@ def models() -> Response:
             "emotions": list(EMOTIONS),
             "modalities": public_model_status(registry.status()),
             "available": registry.available(),
+            "loading": registry.loading,
             "all_modalities": list(MODALITIES),
             "fusion": fusion,
         }

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request
 
 from database.session import get_database
+from inference.registry import RETRY_AFTER_SECONDS
 from services.analysis import get_registry
 
 bp = Blueprint("health", __name__)
@@ -41,7 +42,12 @@ def healthz() -> Any:
 
 @bp.get("/readyz")
 def readyz() -> Any:
-    """Ready when the database answers; reports each modality's model (``?load=1`` loads them)."""
+    """Ready (200) when the database answers and every bundled model is loaded.
+
+    While the models load (the first seconds of a process) it answers 503 ``loading`` with
+    ``Retry-After``; a model that failed to load keeps it at 503 ``unavailable``. ``?load=1``
+    loads them now, where the deployment allows it (``READYZ_ALLOW_LOAD``).
+    """
     registry = get_registry(current_app)
     report: dict[str, Any] = {"database": {"ok": True}}
     status = 200
@@ -58,7 +64,18 @@ def readyz() -> Any:
     models = public_model_status(registry.status(), errors)
     report["models"] = models
     report["available_modalities"] = registry.available()
-    report["status"] = "ready" if status == 200 else "unavailable"
+    report["models_loading"] = registry.loading
+    if registry.load_seconds is not None:
+        report["models_load_seconds"] = round(registry.load_seconds, 2)
+    headers = {}
+    if status == 200 and not registry.ready():
+        status = 503
+        report["status"] = "loading" if registry.loading else "unavailable"
+        if registry.loading:
+            headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    else:
+        report["status"] = "ready" if status == 200 else "unavailable"
     response = jsonify(report)
     response.status_code = status
+    response.headers.update(headers)
     return response

@@ -152,7 +152,7 @@ def logout() -> Response:
 def analyse() -> str:
     """The four-tab analysis page; which models are installed is asked from /api/models."""
     from inference.fusion import DEFAULT_WEIGHTS, STRATEGIES, WEIGHTED_STRATEGIES
-    from services.analysis import fusion_offer
+    from services.analysis import fusion_offer, get_registry
 
     # Strategies whose trained artefacts are missing are marked now instead of failing later.
     default_strategy, unavailable = fusion_offer(current_app)
@@ -168,6 +168,7 @@ def analyse() -> str:
         max_audio_seconds=float(current_app.config.get("MAX_AUDIO_SECONDS", 60)),
         max_upload_mb=float(current_app.config.get("MAX_UPLOAD_MB", 20)),
         has_consent=bool(getattr(current_user, "has_consent", False)),
+        models_loading=get_registry(current_app).loading,
     )
 
 

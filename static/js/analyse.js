@@ -494,6 +494,22 @@
     return info.error || "not installed on this server yet";
   }
 
+  /* While the server is still loading its models, say so and look again every 1.5 s. */
+  async function watchWarmUp() {
+    const note = document.getElementById("models-warming");
+    if (!note || note.hidden) return;
+    try {
+      const data = await M.api("GET", "/api/models");
+      if (!data.loading) {
+        note.hidden = true;
+        return;
+      }
+    } catch (err) {
+      /* the next look decides */
+    }
+    setTimeout(watchWarmUp, 1500);
+  }
+
   async function loadModels() {
     const list = document.getElementById("model-status-list");
     let parsed;
@@ -546,6 +562,7 @@
     app.dataset.modelsLoaded = "true";
   }
   loadModels();
+  watchWarmUp();
 
   /* ---------------- submitting ---------------- */
   function setBusy(form, busy, message) {

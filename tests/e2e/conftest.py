@@ -144,6 +144,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         }
     )
     registry = app.extensions[REGISTRY_KEY]
+    registry.wait_until_loaded(timeout=300)  # as a deployment waits for /readyz before routing users
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="e2e-server", daemon=True)
     thread.start()
