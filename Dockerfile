@@ -1,4 +1,5 @@
-# Moodlens production image: CPU-only PyTorch and TensorFlow, gunicorn, non-root user.
+# Moodlens production image: the runtime lock only (ONNX Runtime serving, no training
+# framework), gunicorn, non-root user.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -8,10 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     APP_ENV=production \
     MODELS_DIR=/app/models \
     INSTANCE_DIR=/app/instance \
-    OMP_NUM_THREADS=2 \
-    TF_NUM_INTRAOP_THREADS=2 \
-    TF_NUM_INTEROP_THREADS=1 \
-    TF_CPP_MIN_LOG_LEVEL=2
+    OMP_NUM_THREADS=2
 
 # ffmpeg decodes browser recordings (WebM/Opus, MP4/AAC); libsndfile reads WAV/FLAC/OGG.
 RUN apt-get update \
@@ -20,10 +18,9 @@ RUN apt-get update \
 
 WORKDIR /app
 
-# The CPU build of torch first (the default index would pull the large CUDA build), then the rest.
+# Locked versions with hashes: the image gets what the models were measured with.
 COPY requirements.txt .
-RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
-    && pip install -r requirements.txt
+RUN pip install --require-hashes -r requirements.txt
 
 RUN useradd --create-home --uid 10001 moodlens
 COPY --chown=moodlens:moodlens . .

@@ -1,11 +1,10 @@
-# The two commands of the README. `make run` sets up and serves on http://127.0.0.1:5000
-# with the embedded defaults (SQLite in instance/, bundled models); `make test` sets up the
+# The two commands of the README. `make run` sets up the runtime and serves on http://127.0.0.1:5000
+# through gunicorn with the embedded defaults (SQLite in instance/, bundled models); `make test` sets up the
 # test tools and runs the whole suite.
 .PHONY: run test bench lint
 
 run:
-	scripts/setup.sh
-	.venv/bin/python app.py
+	scripts/run.sh
 
 test:
 	scripts/test.sh

@@ -1,9 +1,9 @@
 """gunicorn settings for production (``gunicorn -c gunicorn_config.py wsgi:app``).
 
-``preload_app`` stays False: each worker imports the app after the fork, so TensorFlow and
-PyTorch initialise inside the worker (they are not fork-safe) and each worker loads the
-models lazily on first use. Migrations run once in the master before workers start, so
-workers never race each other on ``alembic upgrade``.
+``preload_app`` stays False: each worker imports the app after the fork and loads every
+bundled ONNX model in the background as it starts (ONNX Runtime's thread pools are not
+fork-safe), so ``/readyz`` turns 200 per worker once its models are in. Migrations run once in
+the master before workers start, so workers never race each other on ``alembic upgrade``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 preload_app = False
-# The first request of a worker may load three models; allow for it.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 graceful_timeout = 30
 keepalive = 5

@@ -223,3 +223,16 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
         cells = [f"{values[key]:.3f}" for key in ("precision", "recall", "f1")]
         rows.append(f"| {label} | {' | '.join(cells)} | {values['support']} |")
     return head + "\n\n" + "\n".join(rows)
+
+
+def limit_tensorflow_threads(tf: Any, threads: int) -> None:
+    """Pin TensorFlow's thread pools, unless TensorFlow already ran in this process.
+
+    The pools can be set only before TensorFlow first runs an op; a second training call in one
+    process (a notebook, the test suite) keeps the pools the first call made instead of failing.
+    """
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:
+        print(f"TensorFlow is already initialised in this process; --threads {threads} is not applied")

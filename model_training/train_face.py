@@ -36,6 +36,7 @@ from model_training.common import (
     DEFAULT_MODELS_DIR,
     classification_metrics,
     expected_calibration_error,
+    limit_tensorflow_threads,
     plot_confusion_matrix,
     plot_training_curves,
     seed_everything,
@@ -456,8 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    limit_tensorflow_threads(tf, args.threads)
     import keras
 
     seed_everything(args.seed)

@@ -44,6 +44,7 @@ from model_training.common import (
     classification_metrics,
     directory_size_bytes,
     expected_calibration_error,
+    limit_tensorflow_threads,
     plot_confusion_matrix,
     plot_training_curves,
     seed_everything,
@@ -374,8 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    limit_tensorflow_threads(tf, args.threads)
     keras.utils.set_random_seed(args.seed)
 
     clips = list_clips(args.data_root, args.glob, args.labels_from, args.speaker_regex)

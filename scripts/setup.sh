@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up everything Moodlens needs on a fresh Debian/Ubuntu machine (idempotent).
-#   scripts/setup.sh          runtime: ffmpeg + .venv with requirements.txt
-#   scripts/setup.sh --dev    also the test tools: chromium + chromedriver + requirements-dev.txt
+#   scripts/setup.sh          runtime: ffmpeg + .venv with requirements.txt (ONNX Runtime serving)
+#   scripts/setup.sh --dev    also training and test tools: chromium + chromedriver +
+#                             requirements-train.txt (TensorFlow, PyTorch, exporters) + requirements-dev.txt
+# Every set is a lock file with hashes (scripts/lock.sh re-locks them from the *.in files).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,13 +34,18 @@ if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv with $($python --version)"
   "$python" -m venv .venv
 fi
-requirements=requirements.txt
-[ "$dev" = 1 ] && requirements=requirements-dev.txt
-stamp=.venv/.installed-$(cat requirements.txt "$requirements" | sha1sum | cut -c1-12)
+requirements=(requirements.txt)
+[ "$dev" = 1 ] && requirements+=(requirements-train.txt requirements-dev.txt)
+stamp=.venv/.installed-$(cat "${requirements[@]}" | sha1sum | cut -c1-12)
 if [ ! -f "$stamp" ]; then
-  echo "==> installing Python packages from $requirements (first run takes a few minutes)"
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -r "$requirements"
+  echo "==> upgrading pip"
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  pip_args=()
+  for file in "${requirements[@]}"; do pip_args+=(-r "$file"); done
+  echo "==> installing the locked Python packages from ${requirements[*]} (the first run downloads them)"
+  .venv/bin/python -m pip install --require-hashes --progress-bar on "${pip_args[@]}"
+  rm -f .venv/.installed-*
   touch "$stamp"
 fi
+echo "==> .venv holds $(du -sh .venv | cut -f1)"
 echo "==> setup complete"

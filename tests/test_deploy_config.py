@@ -81,16 +81,29 @@ def test_env_example_documents_every_variable_config_reads() -> None:
     assert names <= documented, f"undocumented: {sorted(names - documented)}"
 
 
-def test_the_dockerfile_builds_a_slim_cpu_image_that_runs_as_a_non_root_user() -> None:
+def test_the_dockerfile_builds_a_slim_image_from_the_runtime_lock_that_runs_as_a_non_root_user() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.MULTILINE)
     assert "ffmpeg" in dockerfile
-    assert "download.pytorch.org/whl/cpu" in dockerfile and "torch==2.13.0" in dockerfile
-    assert "pip install -r requirements.txt" in dockerfile
+    assert "pip install --require-hashes -r requirements.txt" in dockerfile
+    assert "torch" not in dockerfile and "tensorflow" not in dockerfile
     users = re.findall(r"^USER (\S+)", dockerfile, re.MULTILINE)
     assert users and users[-1] not in {"root", "0"}
     assert "gunicorn -c gunicorn_config.py wsgi:app" in dockerfile
-    assert "tensorflow-cpu" in (ROOT / "requirements.txt").read_text()
+
+
+def test_the_runtime_lock_has_no_training_framework_and_every_lock_pins_hashes() -> None:
+    runtime = (ROOT / "requirements.txt").read_text()
+    pinned = set(re.findall(r"^([a-z0-9][a-z0-9._-]*)==", runtime, re.MULTILINE | re.IGNORECASE))
+    assert {"onnxruntime", "tokenizers", "flask", "gunicorn"} <= pinned
+    assert not pinned & {"tensorflow", "tensorflow-cpu", "torch", "transformers", "keras", "scikit-learn"}
+    train = (ROOT / "requirements-train.txt").read_text()
+    assert re.search(r"^torch==2\.13\.0", train, re.MULTILINE) and "tensorflow-cpu==" in train
+    for lock in ("requirements.txt", "requirements-train.txt", "requirements-dev.txt"):
+        text = (ROOT / lock).read_text()
+        requirements = re.findall(r"^[a-z0-9][^\s]*==\S+", text, re.MULTILINE | re.IGNORECASE)
+        hashed = re.findall(r"^[a-z0-9]\S*==\S+ \\\n\s+--hash=sha256:", text, re.MULTILINE | re.IGNORECASE)
+        assert requirements and len(hashed) == len(requirements), f"{lock}: every pin needs its hashes"
 
 
 def test_gunicorn_loads_the_app_after_forking() -> None:
