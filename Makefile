@@ -10,8 +10,9 @@ test:
 	scripts/test.sh
 
 bench:
-	scripts/setup.sh
+	scripts/setup.sh --dev
 	.venv/bin/python -m benchmarks.run
+	.venv/bin/python -m benchmarks.bench_serving
 
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .

@@ -12,7 +12,7 @@ measurement in the model card. Image folders use ``train/`` to fit, ``validation
 
 Faces are 48x48 grayscale scaled to [-1, 1] (``(x / 255 - 0.5) * 2``), the normalisation
 ``preprocessing.image.crop_face`` reproduces at serving time. The script writes the Keras
-model, a TFLite conversion that the recogniser serves (much faster per image), ``card.json``,
+model, its ONNX graph (mirror-averaged) that the recogniser serves, ``card.json``,
 ``MODEL_CARD.md``, a confusion-matrix PNG and a training-curve PNG.
 """
 
@@ -757,7 +757,7 @@ def finish(
         "",
         "## Input",
         "",
-        f"48x48 grayscale face crop, {NORMALISATION}. Served as TFLite"
+        f"48x48 grayscale face crop, {NORMALISATION}. Served as an ONNX graph (ONNX Runtime)"
         + (" with the mirrored face averaged in." if tta else "."),
         "",
         "![confusion matrix](confusion_matrix.png)",
@@ -765,7 +765,7 @@ def finish(
         "![training curves](training_curves.png)",
     ]
     write_model_card(out, card, sections)
-    print(f"wrote {out} ({size / 1e6:.2f} MB TFLite) in {minutes:.1f} min")
+    print(f"wrote {out} ({size / 1e6:.2f} MB ONNX) in {minutes:.1f} min")
 
 
 if __name__ == "__main__":

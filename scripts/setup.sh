@@ -47,5 +47,5 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
-echo "==> .venv holds $(du -sh .venv | cut -f1)"
+echo "==> .venv holds $(du -sh .venv/ | cut -f1)"
 echo "==> setup complete"
