@@ -86,6 +86,16 @@ def test_two_faces_in_one_picture_give_two_boxes_each_with_probabilities(recogni
     assert prediction.probabilities_dict() == pytest.approx(faces[0]["probabilities"], abs=1e-6)
 
 
+def test_a_selfie_where_the_face_fills_the_640x480_frame_is_classified(recognizer: FaceRecognizer) -> None:
+    import cv2
+
+    face = np.asarray(Image.open(SURPRISE).convert("L"))
+    selfie = cv2.resize(face, (640, 480), interpolation=cv2.INTER_CUBIC)
+    prediction = recognizer.predict(encode(selfie, "JPEG"))
+    assert len(prediction.details["faces"]) == 1
+    assert prediction.details["faces"][0]["box"][2] > 300
+
+
 def test_a_photo_without_a_face_is_refused_with_422_no_face_detected(recognizer: FaceRecognizer) -> None:
     landscape = np.tile(np.linspace(30, 230, 640, dtype=np.uint8), (480, 1))
     with pytest.raises(UnusableInput) as error:
