@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gzip
-import hashlib
 import json
 import os
 import time
@@ -42,174 +40,19 @@ from model_training.common import (
     seed_everything,
     write_model_card,
 )
-from preprocessing.image import normalise_face
+from model_training.datasets import (
+    IMAGE_SIZE,
+    Split,
+    ferplus_majority,
+    load_fer_csv,
+    load_ferplus,
+    load_image_folders,
+    normalise,
+)
 
-IMAGE_SIZE = 48
 KERAS_FILE = "face_model.keras"
 ONNX_FILE = "face_model.onnx"
 NORMALISATION = "grayscale uint8 -> float32 (x / 255 - 0.5) * 2, range [-1, 1]"
-
-#: FER2013 ``emotion`` codes: 0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral.
-FER_CODE_TO_EMOTION: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-FER_TO_OURS = np.array([EMOTIONS.index(name) for name in FER_CODE_TO_EMOTION], dtype=np.int64)
-
-#: FER+ vote columns, in file order, mapped to our labels (contempt, unknown, NF are dropped).
-FERPLUS_COLUMNS: tuple[str, ...] = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear")
-FERPLUS_TO_OURS: dict[str, str] = {
-    "neutral": "neutral",
-    "happiness": "happy",
-    "surprise": "surprise",
-    "sadness": "sad",
-    "anger": "angry",
-    "disgust": "disgust",
-    "fear": "fear",
-}
-
-#: Folder names users meet in image-folder releases of FER2013 and similar sets.
-FOLDER_ALIASES: dict[str, str] = {
-    "angry": "angry",
-    "anger": "angry",
-    "mad": "angry",
-    "disgust": "disgust",
-    "disgusted": "disgust",
-    "fear": "fear",
-    "fearful": "fear",
-    "afraid": "fear",
-    "scared": "fear",
-    "happy": "happy",
-    "happiness": "happy",
-    "joy": "happy",
-    "neutral": "neutral",
-    "calm": "neutral",
-    "sad": "sad",
-    "sadness": "sad",
-    "surprise": "surprise",
-    "surprised": "surprise",
-}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".pgm", ".tif", ".tiff"}
-
-
-# -- data ------------------------------------------------------------------------------------
-Split = tuple[np.ndarray, np.ndarray]  # (n, 48, 48) uint8 images, (n,) int labels in EMOTIONS order
-
-
-def _cache_path(cache_dir: Path, *parts: str) -> Path:
-    digest = hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
-    return cache_dir / f"face_{digest}.npz"
-
-
-def load_fer_csv(path: Path, cache_dir: Path | None) -> dict[str, Split]:
-    """FER2013 CSV (plain or .gz) -> {"Training", "PublicTest", "PrivateTest"} splits.
-
-    Decoding 35,887 pixel strings takes a while, so the arrays are cached as .npz (outside
-    the repository) keyed by the file's path, size and modification time.
-    """
-    stat = path.stat()
-    cache = _cache_path(cache_dir, str(path.resolve()), str(stat.st_size), str(stat.st_mtime)) if cache_dir else None
-    if cache is not None and cache.is_file():
-        data = np.load(cache)
-        return {name: (data[f"{name}_x"], data[f"{name}_y"]) for name in ("Training", "PublicTest", "PrivateTest")}
-
-    opener = gzip.open if path.suffix == ".gz" else open
-    images: dict[str, list[np.ndarray]] = {"Training": [], "PublicTest": [], "PrivateTest": []}
-    labels: dict[str, list[int]] = {"Training": [], "PublicTest": [], "PrivateTest": []}
-    with opener(path, "rt", encoding="utf-8", newline="") as handle:
-        for row in csv.DictReader(handle):
-            usage = row["Usage"].strip()
-            if usage not in images:
-                raise ValueError(f"{path}: unknown Usage {usage!r}")
-            pixels = np.array(row["pixels"].split(), dtype=np.uint8)
-            if pixels.size != IMAGE_SIZE * IMAGE_SIZE:
-                raise ValueError(f"{path}: a row has {pixels.size} pixels, expected {IMAGE_SIZE * IMAGE_SIZE}")
-            images[usage].append(pixels.reshape(IMAGE_SIZE, IMAGE_SIZE))
-            labels[usage].append(int(FER_TO_OURS[int(row["emotion"])]))
-    splits = {name: (np.stack(images[name]), np.array(labels[name], dtype=np.int64)) for name in images}
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {f"{n}_{k}": v for n, (x, y) in splits.items() for k, v in (("x", x), ("y", y))}
-        np.savez(cache, **arrays)
-    return splits
-
-
-def load_ferplus(path: Path) -> dict[str, np.ndarray]:
-    """FER+ votes (fer2013new.csv, row-aligned with FER2013) -> per-split (n, 7) vote counts."""
-    votes: dict[str, list[list[float]]] = {"Training": [], "PublicTest": [], "PrivateTest": []}
-    with open(path, encoding="utf-8", newline="") as handle:
-        for row in csv.DictReader(handle):
-            counts = [0.0] * NUM_EMOTIONS
-            for column in FERPLUS_COLUMNS:
-                counts[EMOTIONS.index(FERPLUS_TO_OURS[column])] = float(row[column])
-            votes[row["Usage"].strip()].append(counts)
-    return {name: np.array(rows, dtype=np.float32) for name, rows in votes.items()}
-
-
-def ferplus_majority(votes: np.ndarray) -> np.ndarray:
-    """Majority FER+ label per row, or -1 where the emotion votes have no strict winner or none at all."""
-    top = votes.max(axis=1)
-    winners = (votes == top[:, None]).sum(axis=1)
-    majority = votes.argmax(axis=1)
-    return np.where((top > 0) & (winners == 1), majority, -1)
-
-
-def _read_image_folder(root: Path) -> Split:
-    from PIL import Image
-
-    images: list[np.ndarray] = []
-    labels: list[int] = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        emotion = FOLDER_ALIASES.get(folder.name.lower())
-        if emotion is None:
-            print(f"skipping folder {folder} (not one of the 7 emotions)")
-            continue
-        for file in sorted(folder.iterdir()):
-            if file.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            with Image.open(file) as image:
-                gray = image.convert("L")
-                if gray.size != (IMAGE_SIZE, IMAGE_SIZE):
-                    gray = gray.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
-                images.append(np.asarray(gray, dtype=np.uint8))
-            labels.append(EMOTIONS.index(emotion))
-    if not images:
-        raise ValueError(f"{root}: no images found in emotion folders")
-    return np.stack(images), np.array(labels, dtype=np.int64)
-
-
-def _first_existing(root: Path, names: tuple[str, ...]) -> Path | None:
-    for name in names:
-        for candidate in (root / name, root / name.lower(), root / name.capitalize()):
-            if candidate.is_dir():
-                return candidate
-    return None
-
-
-def load_image_folders(root: Path, seed: int) -> dict[str, Split]:
-    """train/<emotion>/*, validation/<emotion>/* and test/<emotion>/* (FER2013 Kaggle layout)."""
-    train_dir = _first_existing(root, ("train", "training"))
-    if train_dir is None:
-        raise ValueError(f"{root}: expected a train/ folder with one sub-folder per emotion")
-    train = _read_image_folder(train_dir)
-    val_dir = _first_existing(root, ("validation", "val", "valid", "PublicTest"))
-    if val_dir is not None:
-        val = _read_image_folder(val_dir)
-    else:
-        from sklearn.model_selection import train_test_split
-
-        x_train, x_val, y_train, y_val = train_test_split(
-            train[0], train[1], test_size=0.1, stratify=train[1], random_state=seed
-        )
-        train, val = (x_train, y_train), (x_val, y_val)
-        print("no validation folder: holding out a stratified 10 % of train/ for validation")
-    test_dir = _first_existing(root, ("test", "PrivateTest"))
-    splits = {"Training": train, "PublicTest": val}
-    if test_dir is not None:
-        splits["PrivateTest"] = _read_image_folder(test_dir)
-    return splits
-
-
-def normalise(images: np.ndarray) -> np.ndarray:
-    """uint8 faces -> float32 in [-1, 1] with a channel axis: the one normalisation serving uses."""
-    return normalise_face(images)[..., None]
 
 
 def class_weights(labels: np.ndarray, power: float) -> dict[int, float]:

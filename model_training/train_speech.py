@@ -24,18 +24,15 @@ import hashlib
 import json
 import os
 import platform
-import re
 import sys
 import time
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from inference.errors import EmotionAppError
-from inference.labels import EMOTIONS, NUM_EMOTIONS
+from inference.labels import NUM_EMOTIONS
 from inference.speech import MODEL_FILE as ONNX_FILE
 from inference.speech import STATS_FILE
 from model_training.common import (
@@ -50,6 +47,7 @@ from model_training.common import (
     seed_everything,
     write_model_card,
 )
+from model_training.datasets import Clip, list_clips, speaker_key
 from preprocessing.audio import (
     N_FEATURES,
     TARGET_RATE,
@@ -63,88 +61,6 @@ from preprocessing.audio import (
 
 #: The framework weights (the served graph, ``speech_model.onnx``, is exported from them).
 KERAS_FILE = "speech_model.keras"
-
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".webm", ".m4a")
-
-#: RAVDESS emotion codes (third field of the file name) -> our labels.
-RAVDESS_EMOTIONS = {
-    "01": "neutral",
-    "02": "neutral",  # calm
-    "03": "happy",
-    "04": "sad",
-    "05": "angry",
-    "06": "fear",
-    "07": "disgust",
-    "08": "surprise",
-}
-#: Folder names other corpora use -> our labels.
-FOLDER_LABELS = {
-    "angry": "angry",
-    "anger": "angry",
-    "ang": "angry",
-    "disgust": "disgust",
-    "disgusted": "disgust",
-    "dis": "disgust",
-    "fear": "fear",
-    "fearful": "fear",
-    "fea": "fear",
-    "happy": "happy",
-    "happiness": "happy",
-    "joy": "happy",
-    "hap": "happy",
-    "neutral": "neutral",
-    "calm": "neutral",
-    "neu": "neutral",
-    "sad": "sad",
-    "sadness": "sad",
-    "surprise": "surprise",
-    "surprised": "surprise",
-    "ps": "surprise",
-    "sur": "surprise",
-}
-
-
-@dataclass(frozen=True)
-class Clip:
-    path: Path
-    label: int
-    speaker: str
-
-
-# -- data ----------------------------------------------------------------------------------
-def _speaker_key(raw: str) -> str:
-    """'07' and '7' name the same actor."""
-    return str(int(raw)) if raw.isdigit() else raw
-
-
-def list_clips(data_root: Path, pattern: str | None, labels_from: str, speaker_regex: str) -> list[Clip]:
-    """Every labelled audio file under ``data_root``; unknown labels are skipped with a count."""
-    patterns = [pattern] if pattern else ["**/*.wav", "**/*.flac"]
-    paths = sorted({p for pat in patterns for p in data_root.glob(pat) if p.suffix.lower() in AUDIO_SUFFIXES})
-    speaker_re = re.compile(speaker_regex)
-    clips: list[Clip] = []
-    skipped: Counter[str] = Counter()
-    for path in paths:
-        if labels_from == "filename":
-            fields = path.stem.split("-")
-            if len(fields) != 7 or fields[2] not in RAVDESS_EMOTIONS:
-                skipped["not a RAVDESS speech file name"] += 1
-                continue
-            label = RAVDESS_EMOTIONS[fields[2]]
-        else:
-            folder = path.parent.name.lower()
-            if folder not in FOLDER_LABELS:
-                skipped[f"folder {folder!r}"] += 1
-                continue
-            label = FOLDER_LABELS[folder]
-        match = speaker_re.search(path.relative_to(data_root).as_posix())
-        if match is None:
-            skipped["no speaker in name"] += 1
-            continue
-        clips.append(Clip(path=path, label=EMOTIONS.index(label), speaker=_speaker_key(match.group(1))))
-    if skipped:
-        print(f"skipped {sum(skipped.values())} files: {dict(skipped)}", flush=True)
-    return clips
 
 
 def _augment(signal: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
@@ -382,8 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     if not clips:
         print(f"no labelled audio found under {args.data_root}", file=sys.stderr)
         return 2
-    val_speakers = {_speaker_key(s.strip()) for s in args.val_speakers.split(",") if s.strip()}
-    test_speakers = {_speaker_key(s.strip()) for s in args.test_speakers.split(",") if s.strip()}
+    val_speakers = {speaker_key(s.strip()) for s in args.val_speakers.split(",") if s.strip()}
+    test_speakers = {speaker_key(s.strip()) for s in args.test_speakers.split(",") if s.strip()}
     train_clips = [c for c in clips if c.speaker not in val_speakers | test_speakers]
     val_clips = [c for c in clips if c.speaker in val_speakers]
     test_clips = [c for c in clips if c.speaker in test_speakers]

@@ -21,14 +21,12 @@ measures and documents such a checkpoint without training.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import json
 import math
 import random
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,138 +36,11 @@ from inference.labels import EMOTIONS, NUM_EMOTIONS
 from model_training.common import (
     DEFAULT_DATA_ROOT,
     DEFAULT_MODELS_DIR,
-    classification_metrics,
-    expected_calibration_error,
     plot_confusion_matrix,
     write_model_card,
 )
-from preprocessing.text import clean_text
-
-EKMAN_TO_LABEL = {
-    "anger": "angry",
-    "disgust": "disgust",
-    "fear": "fear",
-    "joy": "happy",
-    "sadness": "sad",
-    "surprise": "surprise",
-    "neutral": "neutral",
-}
-#: Label spellings accepted from CSVs and CARER, mapped onto EMOTIONS.
-LABEL_ALIASES = {
-    **{e: e for e in EMOTIONS},
-    **EKMAN_TO_LABEL,
-    "love": "happy",
-    "happiness": "happy",
-    "sadness": "sad",
-    "anger": "angry",
-    "fearful": "fear",
-    "surprised": "surprise",
-    "disgusted": "disgust",
-    "calm": "neutral",
-}
-CARER_NAME = "CARER"
-GOEMOTIONS_NAME = "GoEmotions"
-
-
-@dataclass
-class TextSet:
-    """Texts with soft targets; ``hard`` is the class index, or -1 for multi-class rows."""
-
-    name: str
-    texts: list[str] = field(default_factory=list)
-    targets: list[np.ndarray] = field(default_factory=list)
-    hard: list[int] = field(default_factory=list)
-    label_sets: list[tuple[int, ...]] = field(default_factory=list)
-
-    def add(self, text: str, classes: set[int]) -> None:
-        try:
-            text = clean_text(text)
-        except Exception:  # empty rows cannot be learnt from or scored
-            return
-        target = np.zeros(NUM_EMOTIONS, dtype=np.float32)
-        target[sorted(classes)] = 1.0 / len(classes)
-        self.texts.append(text)
-        self.targets.append(target)
-        self.hard.append(next(iter(classes)) if len(classes) == 1 else -1)
-        self.label_sets.append(tuple(sorted(classes)))
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    def subset(self, name: str, keep: list[bool]) -> TextSet:
-        out = TextSet(name)
-        for i, k in enumerate(keep):
-            if k:
-                out.texts.append(self.texts[i])
-                out.targets.append(self.targets[i])
-                out.hard.append(self.hard[i])
-                out.label_sets.append(self.label_sets[i])
-        return out
-
-
-# -- data ---------------------------------------------------------------------------------
-def label_index(name: str) -> int:
-    key = name.strip().lower()
-    if key not in LABEL_ALIASES:
-        raise ValueError(f"unknown label {name!r}; use one of {', '.join(EMOTIONS)}")
-    return EMOTIONS.index(LABEL_ALIASES[key])
-
-
-def load_goemotions(directory: Path, split: str) -> TextSet:
-    """One GoEmotions split (``train``/``dev``/``test``) with fine labels mapped to our 7."""
-    names = (directory / "emotions.txt").read_text(encoding="utf-8").split()
-    ekman = json.loads((directory / "ekman_mapping.json").read_text(encoding="utf-8"))
-    fine_to_label = {fine: EKMAN_TO_LABEL[group] for group, fines in ekman.items() for fine in fines}
-    fine_to_label["neutral"] = "neutral"
-    data = TextSet(f"{GOEMOTIONS_NAME} {split}")
-    with (directory / f"{split}.tsv").open(encoding="utf-8", newline="") as handle:
-        for line in handle:
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) < 2:
-                continue
-            classes = {EMOTIONS.index(fine_to_label[names[int(i)]]) for i in parts[1].split(",") if i}
-            if classes:
-                data.add(parts[0], classes)
-    return data
-
-
-def load_carer(directory: Path, split: str) -> TextSet:
-    """One CARER split (``train``/``val``/``test``): ``text;label`` lines, 6 labels."""
-    data = TextSet(f"{CARER_NAME} {split}")
-    with (directory / f"{split}.txt").open(encoding="utf-8") as handle:
-        for line in handle:
-            text, _, label = line.rstrip("\n").rpartition(";")
-            if text:
-                data.add(text, {label_index(label)})
-    return data
-
-
-def load_csv(path: Path, text_col: str, label_col: str, sep: str) -> TextSet:
-    """A user's CSV with one text column and one label column (labels as in LABEL_ALIASES)."""
-    data = TextSet(path.stem)
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        for row in csv.DictReader(handle, delimiter=sep):
-            data.add(row[text_col], {label_index(row[label_col])})
-    return data
-
-
-def load_corpora(args: argparse.Namespace) -> tuple[TextSet, list[TextSet], list[TextSet]]:
-    """Train set, validation sets and test sets (one per corpus, so each is reported alone)."""
-    if args.train_csv:
-        if not (args.val_csv and args.test_csv):
-            raise SystemExit("--train-csv needs --val-csv and --test-csv as well")
-        load = lambda p: load_csv(Path(p), args.text_col, args.label_col, args.sep)  # noqa: E731
-        return load(args.train_csv), [load(args.val_csv)], [load(args.test_csv)]
-    ge, carer = Path(args.goemotions_dir), Path(args.carer_dir)
-    train = TextSet("train")
-    for part in (load_goemotions(ge, "train"), load_carer(carer, "train")):
-        train.texts += part.texts
-        train.targets += part.targets
-        train.hard += part.hard
-        train.label_sets += part.label_sets
-    val = [load_carer(carer, "val"), load_goemotions(ge, "dev")]
-    test = [load_carer(carer, "test"), load_goemotions(ge, "test")]
-    return train, val, test
+from model_training.datasets import CARER_NAME, GOEMOTIONS_NAME, TextSet, load_corpora
+from model_training.eval_text import set_metrics
 
 
 # -- batching -----------------------------------------------------------------------------
@@ -218,21 +89,6 @@ def predict_fast(model: Any, token_ids: list[list[int]], pad_id: int, batch_size
 
 
 # -- metrics ------------------------------------------------------------------------------
-def set_metrics(data: TextSet, probs: np.ndarray) -> dict[str, Any]:
-    """Single-label metrics (rows with one class) plus any-label accuracy on multi-class rows."""
-    pred = probs.argmax(axis=1)
-    single = np.array([h >= 0 for h in data.hard])
-    result: dict[str, Any] = {}
-    if single.any():
-        truth = np.array(data.hard)[single]
-        result["single"] = classification_metrics(truth, pred[single])
-        result["single"]["ece"] = expected_calibration_error(probs[single], truth)
-    if (~single).any():
-        hits = [int(pred[i]) in data.label_sets[i] for i in np.flatnonzero(~single)]
-        result["multi"] = {"n": len(hits), "accuracy": float(np.mean(hits))}
-    return result
-
-
 def worst_validation_drop(reference: list[dict[str, Any]], other: list[dict[str, Any]]) -> float:
     """The largest loss of accuracy or macro-F1 on any validation set, ``other`` against ``reference``."""
     return max(
