@@ -23,6 +23,7 @@ import csv
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -295,17 +296,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    started = time.monotonic()
-    import tensorflow as tf
+@dataclass
+class FaceData:
+    """The loaded splits and what fitting needs from them."""
 
-    limit_tensorflow_threads(tf, args.threads)
-    import keras
+    splits: dict[str, Split]
+    votes: dict[str, np.ndarray] | None
+    source: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    targets: np.ndarray
+    sample_weight: np.ndarray
 
-    seed_everything(args.seed)
 
-    # Data.
+@dataclass
+class Fitted:
+    model: Any
+    epochs_run: int
+    time_budget: Any
+    ensemble: dict[str, Any] | None = None
+
+
+def load(args: argparse.Namespace) -> FaceData:
+    """Read the splits, normalise them and build the (optionally FER+-mixed) training targets."""
     if args.image_dir:
         splits = load_image_folders(args.image_dir, args.seed)
         source = f"image folders under {args.image_dir.name}/"
@@ -341,11 +356,20 @@ def main(argv: list[str] | None = None) -> int:
     sample_weight = np.array([weights[int(c)] for c in y_train], dtype=np.float32)
     print("class weights:", {EMOTIONS[i]: round(w, 3) for i, w in weights.items()})
 
+    return FaceData(splits, votes, source, x_train, y_train, x_val, y_val, targets, sample_weight)
+
+
+def fit(args: argparse.Namespace, data: FaceData) -> Fitted:
+    """Train (or reload a checkpoint), then decide on validation whether an ensemble is served."""
+    import keras
+    import tensorflow as tf
+
+    x_train, y_train, x_val, y_val = data.x_train, data.y_train, data.x_val, data.y_val
+    targets, sample_weight = data.targets, data.sample_weight
     filters = tuple(int(f) for f in args.filters.split(","))
     args.output.mkdir(parents=True, exist_ok=True)
     checkpoint = args.output / "checkpoint_best.keras"
     history_csv = args.output / "history.csv"
-    tta = not args.no_tta
     time_budget = None
 
     if args.from_checkpoint:
@@ -401,21 +425,23 @@ def main(argv: list[str] | None = None) -> int:
             model = keras.models.load_model(checkpoint)
 
     model, ensemble = choose_ensemble(model, list(args.ensemble_with), x_val, y_val, not args.no_tta)
-    finish(
-        args=args,
-        model=model,
-        ensemble=ensemble,
-        splits=splits,
-        votes=votes,
-        y_val=y_val,
-        x_val=x_val,
-        tta=tta,
-        epochs_run=epochs_run,
-        started=started,
-        source=source,
-        filters=filters,
-        time_budget=time_budget,
-    )
+    return Fitted(model, epochs_run, time_budget, ensemble)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """load -> fit -> evaluate -> export -> write the card."""
+    args = parse_args(argv)
+    started = time.monotonic()
+    import tensorflow as tf
+
+    limit_tensorflow_threads(tf, args.threads)
+    seed_everything(args.seed)
+    tta = not args.no_tta
+    data = load(args)
+    fitted = fit(args, data)
+    evaluation = evaluate(args, fitted.model, data, tta)
+    serving = export(args, fitted.model, data.x_val, tta)
+    write_card(args, data=data, fitted=fitted, evaluation=evaluation, serving=serving, tta=tta, started=started)
     return 0
 
 
@@ -434,29 +460,10 @@ def _read_history(history_csv: Path) -> dict[str, list[float]]:
     return {key: [float(r[key]) for r in rows] for key in (rows[0].keys() if rows else []) if key != "epoch"}
 
 
-def finish(
-    *,
-    args: argparse.Namespace,
-    model: Any,
-    ensemble: dict[str, Any] | None = None,
-    splits: dict[str, Split],
-    votes: dict[str, np.ndarray] | None,
-    y_val: np.ndarray,
-    x_val: np.ndarray,
-    tta: bool,
-    epochs_run: int,
-    started: float,
-    source: str,
-    filters: tuple[int, ...],
-    time_budget: Any,
-) -> None:
-    """Measure on validation and test, export Keras + ONNX, write the card and the plots."""
-    from model_training.export import export_face
-
+def evaluate(args: argparse.Namespace, model: Any, data: FaceData, tta: bool) -> dict[str, Any]:
+    """Validation and test figures (and the confusion-matrix and training-curve plots)."""
     out: Path = args.output
-    model.save(out / KERAS_FILE)
-    serving = export_face(out / KERAS_FILE, out / ONNX_FILE, test_time_flip=tta, validation=x_val)
-
+    x_val, y_val, splits, votes = data.x_val, data.y_val, data.splits, data.votes
     val_probs = predict_with_flip(model, x_val, tta)
     validation_metrics = classification_metrics(y_val, val_probs.argmax(axis=1))
     validation_metrics["ece"] = expected_calibration_error(val_probs, y_val)
@@ -481,6 +488,35 @@ def finish(
         print(json.dumps({k: round(v["accuracy"], 4) for k, v in test_metrics.items()}))
     plot_training_curves(_read_history(out / "history.csv"), out / "training_curves.png", "Face MiniXception")
 
+    return {"validation": validation_metrics, "validation_plain": validation_plain, "test": test_metrics}
+
+
+def export(args: argparse.Namespace, model: Any, x_val: np.ndarray, tta: bool) -> dict[str, Any]:
+    """Save the Keras model and export the served ONNX graph (checked against Keras on ``x_val``)."""
+    from model_training.export import export_face
+
+    out: Path = args.output
+    model.save(out / KERAS_FILE)
+    return export_face(out / KERAS_FILE, out / ONNX_FILE, test_time_flip=tta, validation=x_val)
+
+
+def write_card(
+    args: argparse.Namespace,
+    *,
+    data: FaceData,
+    fitted: Fitted,
+    evaluation: dict[str, Any],
+    serving: dict[str, Any],
+    tta: bool,
+    started: float,
+) -> None:
+    """card.json and MODEL_CARD.md."""
+    out: Path = args.output
+    model, ensemble, epochs_run, time_budget = fitted.model, fitted.ensemble, fitted.epochs_run, fitted.time_budget
+    votes, source = data.votes, data.source
+    filters = tuple(int(f) for f in args.filters.split(","))
+    validation_metrics, validation_plain = evaluation["validation"], evaluation["validation_plain"]
+    test_metrics = evaluation["test"]
     minutes = (time.monotonic() - started) / 60.0 + (args.fit_minutes if args.from_checkpoint else 0.0)
     size = (out / ONNX_FILE).stat().st_size
     uses_ferplus_targets = votes is not None and args.ferplus_weight > 0
