@@ -27,6 +27,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -206,22 +207,35 @@ def _component_models(registry: Any) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    seed_everything(args.seed)
-    from sklearn import __version__ as sklearn_version
+@dataclass
+class Fitted:
+    """The validation pools and triples, the fitted temperatures and the chosen stacker."""
 
+    pools: dict[str, Any]
+    triples: Any
+    temperatures: dict[str, float]
+    calibration: dict[str, Any]
+    features: np.ndarray
+    labels: np.ndarray
+    model: Any
+    max_features: str | None
+    selection: list[dict[str, Any]]
+
+
+def load(args: argparse.Namespace) -> Any | None:
+    """The bundled recognisers whose outputs fusion is fitted on (None, with a message, when one is missing)."""
     from inference.registry import RecognizerRegistry
 
-    output_dir = Path(args.output_dir) if args.output_dir else Path(args.models_dir) / "fusion"
-    started = time.perf_counter()
     registry = RecognizerRegistry.from_models_dir(args.models_dir)
     missing = [m for m in MODALITIES if m not in registry.available()]
     if missing:
         print(f"these models are not installed yet: {', '.join(missing)}", file=sys.stderr)
-        return 2
+        return None
+    return registry
 
+
+def fit(args: argparse.Namespace, registry: Any) -> Fitted:
+    """Temperatures per modality on its validation split, then the stacker on validation triples."""
     pools = load_pools(args, "validation", registry)
     temperatures, calibration = fit_temperatures(pools)
     for modality, v in calibration.items():
@@ -241,14 +255,36 @@ def main(argv: list[str] | None = None) -> int:
         args.min_samples_leaf, max_features = chosen["min_samples_leaf"], chosen["max_features"]
     model = train_stacker(features, labels, args, max_features)
 
+    return Fitted(pools, triples, temperatures, calibration, features, labels, model, max_features, selection)
+
+
+def export(output_dir: Path, fitted: Fitted) -> dict[str, Any]:
+    """temperatures.json and the stacker as an ONNX graph (checked against scikit-learn)."""
     from model_training.export import export_stacker
 
+    temperatures, model, features = fitted.temperatures, fitted.model, fitted.features
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / TEMPERATURES_FILE).write_text(
         json.dumps({"temperatures": temperatures, "fitted_on": "validation splits, NLL"}, indent=2) + "\n",
         encoding="utf-8",
     )
-    serving = export_stacker(model, output_dir / STACKER_FILE, validation_features=features)
+    return export_stacker(model, output_dir / STACKER_FILE, validation_features=features)
+
+
+def build_card(
+    args: argparse.Namespace,
+    output_dir: Path,
+    *,
+    registry: Any,
+    fitted: Fitted,
+    serving: dict[str, Any],
+    started: float,
+) -> dict[str, Any]:
+    """card.json's content: the fitted artefacts, how they were chosen, and the component models."""
+    from sklearn import __version__ as sklearn_version
+
+    temperatures, calibration, triples, labels = fitted.temperatures, fitted.calibration, fitted.triples, fitted.labels
+    pools, selection, max_features = fitted.pools, fitted.selection, fitted.max_features
     hyper = {
         "n_estimators": args.n_estimators,
         "min_samples_leaf": args.min_samples_leaf,
@@ -295,10 +331,26 @@ def main(argv: list[str] | None = None) -> int:
             "hardware": f"CPU ({platform.machine()}), {args.threads} threads",
         },
     }
+    return card
+
+
+def main(argv: list[str] | None = None) -> int:
+    """load -> fit -> export -> write the card -> evaluate on the test triples (adds the test figures)."""
+    args = parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    seed_everything(args.seed)
+    output_dir = Path(args.output_dir) if args.output_dir else Path(args.models_dir) / "fusion"
+    started = time.perf_counter()
+    registry = load(args)
+    if registry is None:
+        return 2
+    fitted = fit(args, registry)
+    serving = export(output_dir, fitted)
+    card = build_card(args, output_dir, registry=registry, fitted=fitted, serving=serving, started=started)
     write_card(output_dir, card)
     print(
-        f"wrote {output_dir.name}/: temperatures {temperatures}, stacker {card['size_bytes'] / 1e6:.2f} MB "
-        f"({len(labels)} training rows)",
+        f"wrote {output_dir.name}/: temperatures {fitted.temperatures}, stacker {card['size_bytes'] / 1e6:.2f} MB "
+        f"({len(fitted.labels)} training rows)",
         flush=True,
     )
 

@@ -27,6 +27,7 @@ import math
 import random
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -428,23 +429,31 @@ def tfidf_baseline(train_set: TextSet, test_sets: list[TextSet], seed: int) -> d
     return result
 
 
-def finalize(
-    args: argparse.Namespace,
-    output_dir: Path,
-    *,
-    train_set: TextSet,
-    val_sets: list[TextSet],
-    test_sets: list[TextSet],
-    training: dict[str, Any],
-    earlier_card: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Export the served graph, choose its precision on validation, measure on test, write the card.
+@dataclass
+class Exported:
+    """The served graph (precision chosen on validation) and what choosing it measured."""
+
+    graphs: dict[str, Path]
+    scratch: Path
+    serving: dict[str, Any]
+    precision_name: str
+    other_name: str
+    runtime: str
+    val_fp32: list[dict[str, Any]]
+    val_int8: list[dict[str, Any]]
+    score_fp32: float
+    score_int8: float
+    worst_drop: float
+    bias_report: dict[str, Any]
+
+
+def export(args: argparse.Namespace, output_dir: Path, val_sets: list[TextSet]) -> Exported:
+    """Export float32 and int8 graphs, serve the one validation prefers, fit the class prior correction.
 
     Both candidates are ONNX graphs run exactly as serving runs them: float32 (float16-stored
     weights) and ONNX Runtime's dynamic int8. Int8 is served when its worst validation drop is
     at most 0.5 point; else float32. The float32 graph must match eager PyTorch within 1e-4.
     """
-    import shutil
     import tempfile
 
     from inference.text import MODEL_FILE
@@ -478,6 +487,34 @@ def finalize(
     bias, bias_report = fit_class_log_bias(val_sets, probs_int8 if use_int8 else probs_fp32)
     write_class_log_bias(output_dir, bias)
     print("class log-bias:", json.dumps(bias_report), flush=True)
+    return Exported(
+        graphs,
+        scratch,
+        serving,
+        precision_name,
+        other_name,
+        runtime,
+        val_fp32,
+        val_int8,
+        score_fp32,
+        score_int8,
+        worst_drop,
+        bias_report,
+    )
+
+
+def evaluate(
+    args: argparse.Namespace,
+    output_dir: Path,
+    exported: Exported,
+    *,
+    train_set: TextSet,
+    val_sets: list[TextSet],
+    test_sets: list[TextSet],
+) -> dict[str, Any]:
+    """The served graph (and the other precision) on test, the emoji effect, the baseline; plots."""
+    graphs, runtime, other_name, scratch = exported.graphs, exported.runtime, exported.other_name, exported.scratch
+    val_fp32, val_int8 = exported.val_fp32, exported.val_int8
     emoji = emoji_effect(output_dir, val_sets, quantise=False, threads=args.threads, runtime=runtime)
     test_chosen, _ = measure(output_dir, test_sets, False, args.threads, runtime=runtime)
     test_other, _ = measure(output_dir, test_sets, False, args.threads, runtime=runtime, graph=graphs[other_name])
@@ -516,6 +553,34 @@ def finalize(
     }
     if args.baseline:
         baseline["measured_here"] = tfidf_baseline(train_set, test_sets, args.seed)
+    return {
+        "emoji": emoji,
+        "test": test_metrics,
+        "multi": multi,
+        "other_precision": other_precision,
+        "validation": validation_metrics,
+        "baseline": baseline,
+    }
+
+
+def write_card(
+    args: argparse.Namespace,
+    output_dir: Path,
+    *,
+    training: dict[str, Any],
+    exported: Exported,
+    evaluation: dict[str, Any],
+    earlier_card: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """card.json and MODEL_CARD.md; a re-finalized model keeps its earlier training record."""
+    from inference.text import MODEL_FILE
+
+    served_path = output_dir / MODEL_FILE
+    test_metrics, multi, other_precision = evaluation["test"], evaluation["multi"], evaluation["other_precision"]
+    validation_metrics, baseline, emoji = evaluation["validation"], evaluation["baseline"], evaluation["emoji"]
+    other_name, precision_name, runtime = exported.other_name, exported.precision_name, exported.runtime
+    bias_report, worst_drop, serving = exported.bias_report, exported.worst_drop, exported.serving
+    score_fp32, score_int8 = exported.score_fp32, exported.score_int8
     weights_bytes = served_path.stat().st_size
     card = {
         "model_name": args.model_name,
@@ -609,6 +674,24 @@ def finalize(
     return card
 
 
+def finalize(
+    args: argparse.Namespace,
+    output_dir: Path,
+    *,
+    train_set: TextSet,
+    val_sets: list[TextSet],
+    test_sets: list[TextSet],
+    training: dict[str, Any],
+    earlier_card: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """export -> evaluate -> write the card, for freshly trained or (``--finalize-only``) kept weights."""
+    exported = export(args, output_dir, val_sets)
+    evaluation = evaluate(args, output_dir, exported, train_set=train_set, val_sets=val_sets, test_sets=test_sets)
+    return write_card(
+        args, output_dir, training=training, exported=exported, evaluation=evaluation, earlier_card=earlier_card
+    )
+
+
 def _card_sections(card: dict[str, Any]) -> list[str]:
     lines = ["## Multi-label test rows", ""]
     for name, values in card["test_metrics_multi_label"].items():
@@ -685,18 +768,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    import torch
+def fit(
+    args: argparse.Namespace, output_dir: Path, train_set: TextSet, val_sets: list[TextSet]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Fine-tune (or, with ``--finalize-only``, read the record of the run that trained the kept weights).
 
-    torch.set_num_threads(args.threads)
-    # Seeded here rather than with common.seed_everything, which would import TensorFlow too.
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    output_dir = Path(args.output_dir)
-    train_set, val_sets, test_sets = load_corpora(args)
-    print(f"train {len(train_set)}, " + ", ".join(f"{s.name} {len(s)}" for s in val_sets + test_sets), flush=True)
+    Returns the training record and, when only an earlier card still describes that run, that card.
+    """
     log = output_dir / "training_log.json"
     previous_card = output_dir / "card.json"
     earlier_card: dict[str, Any] | None = None
@@ -714,6 +792,23 @@ def main(argv: list[str] | None = None) -> int:
                 (output_dir / stale).unlink(missing_ok=True)
         training = train(args, train_set, val_sets, output_dir)
         log.write_text(json.dumps(training, indent=2) + "\n", encoding="utf-8")
+    return training, earlier_card
+
+
+def main(argv: list[str] | None = None) -> int:
+    """load -> fit -> export -> evaluate -> write the card."""
+    args = build_parser().parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    # Seeded here rather than with common.seed_everything, which would import TensorFlow too.
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    output_dir = Path(args.output_dir)
+    train_set, val_sets, test_sets = load_corpora(args)
+    print(f"train {len(train_set)}, " + ", ".join(f"{s.name} {len(s)}" for s in val_sets + test_sets), flush=True)
+    training, earlier_card = fit(args, output_dir, train_set, val_sets)
     card = finalize(
         args,
         output_dir,
@@ -724,7 +819,7 @@ def main(argv: list[str] | None = None) -> int:
         earlier_card=earlier_card,
     )
     if not args.finalize_only:
-        log.unlink(missing_ok=True)
+        (output_dir / "training_log.json").unlink(missing_ok=True)
     shutil.rmtree(output_dir / "__pycache__", ignore_errors=True)
     print(json.dumps({k: card[k] for k in ("inference", "size_bytes")}, indent=2))
     for name, metrics in card["test_metrics"].items():
