@@ -429,7 +429,7 @@ def fit(args: argparse.Namespace, data: FaceData) -> Fitted:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """load -> fit -> evaluate -> export -> write the card."""
+    """load -> fit -> export -> evaluate -> write the card."""
     args = parse_args(argv)
     started = time.monotonic()
     import tensorflow as tf
@@ -439,8 +439,8 @@ def main(argv: list[str] | None = None) -> int:
     tta = not args.no_tta
     data = load(args)
     fitted = fit(args, data)
-    evaluation = evaluate(args, fitted.model, data, tta)
     serving = export(args, fitted.model, data.x_val, tta)
+    evaluation = evaluate(args, fitted.model, data, tta)
     write_card(args, data=data, fitted=fitted, evaluation=evaluation, serving=serving, tta=tta, started=started)
     return 0
 

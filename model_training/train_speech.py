@@ -574,7 +574,7 @@ def write_card(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """load -> fit -> evaluate -> export -> write the card."""
+    """load -> fit -> export -> evaluate -> write the card."""
     args = parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     started = time.time()
@@ -590,8 +590,8 @@ def main(argv: list[str] | None = None) -> int:
     if data is None:
         return 2
     fitted = fit(args, hp, data, started)
-    evaluation = evaluate(args, fitted, data)
     serving = export(args, data)
+    evaluation = evaluate(args, fitted, data)
     write_card(args, hp, data=data, fitted=fitted, evaluation=evaluation, serving=serving)
     return 0
 
