@@ -520,7 +520,7 @@ def write_card(
     minutes = (time.monotonic() - started) / 60.0 + (args.fit_minutes if args.from_checkpoint else 0.0)
     size = (out / ONNX_FILE).stat().st_size
     uses_ferplus_targets = votes is not None and args.ferplus_weight > 0
-    data = {
+    provenance = {
         "datasets": [
             {
                 "name": "FER2013",
@@ -531,7 +531,7 @@ def write_card(
         ],
     }
     if votes is not None:
-        data["datasets"].append(
+        provenance["datasets"].append(
             {
                 "name": "FER+ (fer2013new.csv)",
                 "citation": "Barsoum et al., ICMI 2016",
@@ -541,7 +541,7 @@ def write_card(
         )
     data_text = "; ".join(
         f"{d['name']} ({d['citation']}; licence: {d['licence']}" + (f"; {d['use']}" if "use" in d else "") + ")"
-        for d in data["datasets"]
+        for d in provenance["datasets"]
     )
     card = {
         "model_name": f"face-{model.name.replace('_', '-')}",
@@ -553,7 +553,7 @@ def write_card(
             f"{list(filters)}) and {', '.join(ensemble['member_files'][1:])}"
         ),
         "data": data_text,
-        "datasets": data["datasets"],
+        "datasets": provenance["datasets"],
         "split": (
             "FER2013 Usage column: Training to fit, PublicTest for validation (early stopping, LR schedule, "
             "checkpoint selection), PrivateTest only for this final measurement"
@@ -608,6 +608,14 @@ def write_card(
         "licence": "Weights derived from FER2013 (research use only); code under the repository licence",
         "notes": list(args.note),
     }
+    write_model_card(out, card, _card_sections(args, card, minutes))
+    print(f"wrote {out} ({size / 1e6:.2f} MB ONNX) in {minutes:.1f} min")
+
+
+def _card_sections(args: argparse.Namespace, card: dict[str, Any], minutes: float) -> list[str]:
+    """MODEL_CARD.md's sections after the common header."""
+    validation_metrics, ensemble = card["validation_metrics"], card.get("ensemble")
+    epochs_run, tta = card["training"]["epochs_run"], card["test_time_flip"]
     sections = []
     if args.note:
         sections += ["## Notes", "", *[f"- {note}" for note in args.note], ""]
@@ -643,8 +651,7 @@ def write_card(
         "",
         "![training curves](training_curves.png)",
     ]
-    write_model_card(out, card, sections)
-    print(f"wrote {out} ({size / 1e6:.2f} MB ONNX) in {minutes:.1f} min")
+    return sections
 
 
 if __name__ == "__main__":
