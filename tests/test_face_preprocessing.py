@@ -205,7 +205,7 @@ def test_a_box_at_the_edge_of_the_photo_is_still_cropped_square() -> None:
 
 
 def test_serving_normalisation_is_exactly_the_training_normalisation() -> None:
-    from model_training.train_face import normalise
+    from model_training.datasets import normalise
 
     faces = np.random.default_rng(1).integers(0, 256, (5, 48, 48), dtype=np.uint8)
     np.testing.assert_array_equal(normalise(faces)[..., 0], normalise_face(faces))

@@ -87,22 +87,7 @@
     const h = canvas.height;
     ctx.fillStyle = "#ffffff";
     ctx.fillRect(0, 0, w, h);
-    const data = buffer.getChannelData(0);
-    const step = Math.max(1, Math.floor(data.length / w));
-    let absMax = 1e-6;
-    for (let i = 0; i < data.length; i += 16) absMax = Math.max(absMax, Math.abs(data[i]));
-    ctx.fillStyle = "#3d4653";
-    for (let x = 0; x < w; x++) {
-      let lo = 0;
-      let hi = 0;
-      for (let i = x * step; i < Math.min(data.length, (x + 1) * step); i++) {
-        if (data[i] < lo) lo = data[i];
-        if (data[i] > hi) hi = data[i];
-      }
-      const y1 = h / 2 - (hi / absMax) * (h / 2 - 2);
-      const y2 = h / 2 - (lo / absMax) * (h / 2 - 2);
-      ctx.fillRect(x, y1, 1, Math.max(1, y2 - y1));
-    }
+    M.drawWaveform(ctx, buffer, w, h, 2);
   }
 
   function rms(buffer) {

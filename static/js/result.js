@@ -203,27 +203,8 @@
     ctx.lineTo(width, waveH / 2);
     ctx.stroke();
     if (buffer) {
-      const data = buffer.getChannelData(0);
       const span = buffer.duration > 0 ? Math.min(1, buffer.duration / duration) : 1;
-      const cols = Math.max(1, Math.floor(width * span));
-      const step = Math.max(1, Math.floor(data.length / cols));
-      let absMax = 1e-6;
-      for (let i = 0; i < data.length; i += 16) absMax = Math.max(absMax, Math.abs(data[i]));
-      ctx.fillStyle = "#3d4653";
-      for (let c = 0; c < cols; c++) {
-        let lo = 0;
-        let hi = 0;
-        const start = c * step;
-        const end = Math.min(data.length, start + step);
-        for (let i = start; i < end; i++) {
-          const v = data[i];
-          if (v < lo) lo = v;
-          if (v > hi) hi = v;
-        }
-        const y1 = waveH / 2 - (hi / absMax) * (waveH / 2 - 4);
-        const y2 = waveH / 2 - (lo / absMax) * (waveH / 2 - 4);
-        ctx.fillRect(c, y1, 1, Math.max(1, y2 - y1));
-      }
+      M.drawWaveform(ctx, buffer, Math.max(1, Math.floor(width * span)), waveH, 4);
     } else {
       ctx.fillStyle = "#4a5361";
       ctx.font = "13px system-ui, sans-serif";

@@ -4,8 +4,8 @@ Register, log out and in, analyse a text, a photo, an audio file, a microphone r
 a webcam photo (Chromium's fake devices play the fixtures), fuse them with a non-default
 strategy, find the result in history, download the CSV, delete a result, see the statistics
 charts, manage a token, read the API docs and log out. Each step saves a screenshot under
-test-output/e2e/ and fails on any browser console error; a step whose model is not installed
-skips with the reason.
+test-output/e2e/ and fails on any browser console error; a step whose model is missing, or
+whose earlier step left nothing to work on, fails with the reason.
 """
 
 from __future__ import annotations
@@ -340,8 +340,7 @@ def test_multimodal_prediction_with_a_non_default_strategy(
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select
 
-    if not live_server.available:
-        pytest.skip("no model is installed in models/ yet, so nothing can be fused")
+    assert live_server.available, "no model is installed in models/, so nothing can be fused"
     open_tab(page, live_server.url, "multimodal")
     given = []
     if "face" in live_server.available:
@@ -376,8 +375,7 @@ def test_multimodal_prediction_with_a_non_default_strategy(
 
 
 def test_history_lists_filters_and_opens_results(page: Any, live_server: LiveServer, journey: dict[str, Any]) -> None:
-    if not journey["predictions"]:
-        pytest.skip("no prediction was made (no model installed yet)")
+    assert journey["predictions"], "an earlier step made no prediction"
     page.get(live_server.url + "/history")
     wait_for(page, lambda d: d.execute_script("return document.body.dataset.historyLoaded"))
     ids = attributes(page, "#history-table tbody tr[data-id]", "data-id")
@@ -414,8 +412,7 @@ def reloaded(page: Any, action: Any) -> None:
 def test_csv_download_holds_every_prediction(
     page: Any, live_server: LiveServer, journey: dict[str, Any], download_dir: Path
 ) -> None:
-    if not journey["predictions"]:
-        pytest.skip("no prediction was made (no model installed yet)")
+    assert journey["predictions"], "an earlier step made no prediction"
     page.get(live_server.url + "/history")
     wait_for(page, lambda d: d.execute_script("return document.body.dataset.historyLoaded"))
     css(page, "#download-csv").click()
@@ -427,8 +424,7 @@ def test_csv_download_holds_every_prediction(
 
 
 def test_deleting_a_result_asks_for_confirmation(page: Any, live_server: LiveServer, journey: dict[str, Any]) -> None:
-    if not journey["predictions"]:
-        pytest.skip("no prediction was made (no model installed yet)")
+    assert journey["predictions"], "an earlier step made no prediction"
     victim = journey["predictions"][0]
     page.get(live_server.url + "/history")
     wait_for(page, lambda d: d.execute_script("return document.body.dataset.historyLoaded"))
@@ -454,9 +450,9 @@ def test_statistics_draws_charts_with_text_beside_them(
     assert len(css_all(page, "#chart-modalities svg g.bar")) == 3
     assert css_all(page, "#chart-days svg")
     summary = css(page, "#stats-summary").text
-    if journey["predictions"]:
-        assert f"{len(journey['predictions'])} result" in summary
-        assert css_all(page, "#chart-days svg rect")
+    assert journey["predictions"], "an earlier step made no prediction"
+    assert f"{len(journey['predictions'])} result" in summary
+    assert css_all(page, "#chart-days svg rect")
     check_page(page, "21-statistics")
 
 
@@ -493,11 +489,11 @@ def test_privacy_page_and_phone_sized_pages(page: Any, live_server: LiveServer, 
         wait_for(page, lambda d: d.execute_script("return document.getElementById('analyse-app').dataset.modelsLoaded"))
         assert_no_sideways_scrolling(page, "analyse")
         check_page(page, "26-analyse-phone")
-        if journey.get("multimodal"):
-            page.get(f"{live_server.url}/predictions/{journey['multimodal']}")
-            wait_for(page, lambda d: text_of(d, "#prediction-view [data-testid=result-emotion]"))
-            assert_no_sideways_scrolling(page, "result")
-            check_page(page, "26b-result-phone")
+        assert journey.get("multimodal"), "the multimodal step stored no result"
+        page.get(f"{live_server.url}/predictions/{journey['multimodal']}")
+        wait_for(page, lambda d: text_of(d, "#prediction-view [data-testid=result-emotion]"))
+        assert_no_sideways_scrolling(page, "result")
+        check_page(page, "26b-result-phone")
     finally:
         page.set_window_size(size["width"], size["height"])
 
