@@ -27,8 +27,8 @@ from security import (
     predict_rate_limit,
     register_rate_limit,
 )
-from services import accounts, analysis, predictions
-from web.uploads import check_text, form_or_json, json_body, parse_weights, read_upload
+from services import accounts, analysis, predictions, video
+from web.uploads import check_text, form_or_json, json_body, parse_weights, read_upload, read_video_upload
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)  # checked in _authenticate_and_protect, so token requests can skip it
@@ -259,6 +259,25 @@ def predict_multimodal() -> tuple[Response, int]:
     return _stored(prediction)
 
 
+@bp.post("/predict/video")
+@auth_required
+@predict_rate_limit
+def predict_video() -> tuple[Response, int]:
+    """A clip's face and voice over time: the overall emotion plus a timeline (kind ``video``)."""
+    analysis.require_consent(me(), image=True, audio=True)
+    fields = form_or_json()
+    clip = read_video_upload("video")
+    strategy = fields.get("strategy") or analysis.fusion_offer(current_app)[0]
+    if not isinstance(strategy, str):
+        raise InvalidInput("strategy must be a string.", code="invalid_fusion_options")
+    prediction, result = video.analyse_upload(
+        current_app, get_session(), me(), clip, strategy=strategy, weights=parse_weights(fields)
+    )
+    payload = predictions.prediction_to_dict(prediction)
+    payload["video"] = {**(video.video_to_dict(prediction) or {}), "thumbnails": result.get("thumbnails") or []}
+    return _created(payload)
+
+
 @bp.get("/predictions")
 @auth_required
 def list_predictions() -> Response:
@@ -268,7 +287,11 @@ def list_predictions() -> Response:
 @bp.get("/predictions/<int:prediction_id>")
 @auth_required
 def get_prediction(prediction_id: int) -> Response:
-    return jsonify(predictions.prediction_to_dict(predictions.get_prediction(get_session(), me().id, prediction_id)))
+    prediction = predictions.get_prediction(get_session(), me().id, prediction_id)
+    payload = predictions.prediction_to_dict(prediction)
+    if prediction.kind == "video":
+        payload["video"] = video.video_to_dict(prediction)
+    return jsonify(payload)
 
 
 @bp.delete("/predictions/<int:prediction_id>")
@@ -286,13 +309,18 @@ def export_csv() -> Response:
     user_id = me().id
     filters = predictions.parse_filters(request.args)
     database = get_database()
+    timeline = request.args.get("timeline") in {"1", "true", "yes"}
 
     def generate() -> Any:
         with database.session() as session:
-            yield from predictions.export_csv(session, user_id, filters)
+            if timeline:  # one row per time step of the video predictions
+                yield from video.export_timeline_csv(session, user_id, filters)
+            else:
+                yield from predictions.export_csv(session, user_id, filters)
 
     response = Response(stream_with_context(generate()), mimetype="text/csv")
-    response.headers["Content-Disposition"] = 'attachment; filename="moodlens-predictions.csv"'
+    name = "moodlens-timeline.csv" if timeline else "moodlens-predictions.csv"
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
     response.headers["Cache-Control"] = "no-store"
     return response
 
