@@ -27,7 +27,7 @@ from security import (
     predict_rate_limit,
     register_rate_limit,
 )
-from services import accounts, analysis, predictions, video
+from services import accounts, analysis, jobs, predictions, video
 from web.uploads import check_text, form_or_json, json_body, parse_weights, read_upload, read_video_upload
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -165,7 +165,9 @@ def consent() -> Response:
 def delete_account() -> tuple[str, int]:
     user = me()
     logout_user()
+    user_id = user.id
     accounts.delete_user(get_session(), user, uploads_dir=_kept_uploads_dir())
+    jobs.delete_user_files(current_app, user_id)  # the job rows went with the account
     return "", 204
 
 
@@ -276,6 +278,53 @@ def predict_video() -> tuple[Response, int]:
     payload = predictions.prediction_to_dict(prediction)
     payload["video"] = {**(video.video_to_dict(prediction) or {}), "thumbnails": result.get("thumbnails") or []}
     return _created(payload)
+
+
+# -- batch jobs ----------------------------------------------------------------------------
+@bp.post("/jobs")
+@auth_required
+@predict_rate_limit
+def create_job() -> tuple[Response, int]:
+    """A ZIP of images/recordings/clips or a CSV of texts (multipart field ``file``) -> 202 and the job."""
+    upload = request.files.get("file")
+    if upload is None:
+        raise InvalidInput("Send a ZIP or CSV as multipart/form-data field 'file'.", code="missing_file")
+    job = jobs.create_job(current_app, get_session(), me(), upload.read(), upload.filename or "")
+    response = jsonify(jobs.job_to_dict(get_session(), job))
+    response.headers["Location"] = f"/api/jobs/{job.id}"
+    return response, 202
+
+
+@bp.get("/jobs")
+@auth_required
+def list_jobs() -> Response:
+    session = get_session()
+    return jsonify({"items": [jobs.job_to_dict(session, j) for j in jobs.list_jobs(session, me().id)]})
+
+
+@bp.get("/jobs/<int:job_id>")
+@auth_required
+def get_job(job_id: int) -> Response:
+    session = get_session()
+    return jsonify(jobs.job_to_dict(session, jobs.get_job(session, me().id, job_id)))
+
+
+@bp.get("/jobs/<int:job_id>/results.csv")
+@auth_required
+def job_results(job_id: int) -> Response:
+    session = get_session()
+    job = jobs.get_job(session, me().id, job_id)
+    response = Response("".join(jobs.results_csv(session, job)), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="moodlens-job-{job.id}.csv"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.delete("/jobs/<int:job_id>")
+@auth_required
+def cancel_job(job_id: int) -> Response:
+    session = get_session()
+    return jsonify(jobs.job_to_dict(session, jobs.cancel_job(current_app, session, me().id, job_id)))
 
 
 @bp.get("/predictions")
