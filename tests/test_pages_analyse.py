@@ -38,11 +38,12 @@ def html_of(client: Any, path: str) -> str:
     return response.get_data(as_text=True)
 
 
-def test_analyse_page_has_the_four_tabs_of_the_dashboard_in_order(member: Any) -> None:
+def test_analyse_page_has_the_five_tabs_of_the_dashboard_in_order_with_short_labels(member: Any) -> None:
     html = html_of(member, "/analyse")
     tabs = re.findall(r'role="tab"[^>]*>([^<]+)<', html)
-    assert tabs == ["Multimodal", "Image", "Audio", "Text"]
-    assert html.count('role="tabpanel"') == 4
+    assert tabs == ["Multi", "Image", "Audio", "Text", "Video"]  # short enough for one row at phone width
+    assert html.count('role="tabpanel"') == 5
+    assert 'id="video-record-start"' in html and 'accept="video/*' in html
 
 
 def test_every_input_way_is_offered(member: Any) -> None:
