@@ -115,7 +115,9 @@
     );
     const legend = el("p", { class: "small timeline-legend" });
     M.EMOTIONS.forEach(function (e) {
-      legend.appendChild(el("span", { class: "legend-item" }, [el("span", { class: "swatch", style: "background:" + M.COLORS[e] }), " " + e + " "]));
+      const swatch = el("span", { class: "swatch" });
+      swatch.style.backgroundColor = M.COLORS[e]; // through the CSSOM: the CSP allows no inline style attributes
+      legend.appendChild(el("span", { class: "legend-item" }, [swatch, " " + e + " "]));
     });
     section.appendChild(legend);
     ROWS.forEach(function (row) {
