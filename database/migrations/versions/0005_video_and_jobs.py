@@ -85,9 +85,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index("uq_job_items_job_position", table_name="job_items")
+    # Dropping a table drops its indices; MySQL refuses to drop an index a foreign key uses first.
     op.drop_table("job_items")
-    op.drop_index("ix_jobs_status", table_name="jobs")
-    op.drop_index("ix_jobs_user_created", table_name="jobs")
     op.drop_table("jobs")
     op.drop_table("video_timelines")
