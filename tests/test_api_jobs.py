@@ -172,10 +172,18 @@ def test_a_resumed_job_skips_the_items_already_stored(app_factory: Any) -> None:
     assert api.get("/api/predictions").get_json()["total"] == 3
 
 
-def test_jobs_and_their_results_go_with_the_account(jobs_api: Api) -> None:
-    app = jobs_api.client.application
+def test_jobs_their_results_and_waiting_uploads_go_with_the_account(app_factory: Any) -> None:
+    app = app_factory({"JOBS_BROKER_URL": ""})  # no worker: the second job's upload is still waiting
+    jobs_api = Api(app.test_client())
+    jobs_api.register()
     job = submit(jobs_api, b"text\nhappy\n", "t.csv").get_json()
+    from services.jobs import run_job
+
+    run_job(app, job["id"])
+    submit(jobs_api, b"text\nsad\n", "t.csv")
+    assert any(p.is_file() for p in Path(app.config["JOBS_DIR"]).rglob("*"))
     assert jobs_api.delete("/api/user").status_code == 204
+    assert not any(p.is_file() for p in Path(app.config["JOBS_DIR"]).rglob("*"))
     from sqlalchemy import func, select
 
     from database.models import Job, JobItem

@@ -156,3 +156,19 @@ def test_the_real_models_see_the_happy_face_and_voice_in_a_clip(app_factory: Any
     assert body["emotion"] == "happy"
     assert {m["modality"]: m["status"] for m in body["modalities"]} == {"face": "used", "speech": "used"}
     assert all(step["face"]["happy"] > 0.5 for step in body["video"]["timeline"])
+
+
+def test_with_keep_uploads_the_clip_and_its_frames_are_kept_and_deleted_with_the_prediction(
+    app_factory: Any, tmp_path: Path
+) -> None:
+    uploads = tmp_path / "kept"
+    api = Api(app_factory({"KEEP_UPLOADS": True, "UPLOADS_DIR": str(uploads)}).test_client())
+    api.register()
+    api.give_consent()
+    body = send(api, make_clip(2.0), "mine.mp4").get_json()
+    stored = api.get(f"/api/predictions/{body['id']}").get_json()
+    assert len(stored["video"]["thumbnails"]) == 4
+    kept = list(uploads.rglob("*mine.mp4"))
+    assert len(kept) == 1
+    assert api.delete(f"/api/predictions/{body['id']}").status_code == 204
+    assert not kept[0].exists()

@@ -185,9 +185,7 @@ def prediction(prediction_id: int) -> str:
 @login_required
 def jobs() -> str:
     """Batch jobs: submit a ZIP or CSV, see every job's progress (the script polls /api/jobs)."""
-    return render_template(
-        "jobs.html", job_id=None, max_items=int(current_app.config.get("JOB_MAX_ITEMS", 500))
-    )
+    return render_template("jobs.html", job_id=None, max_items=int(current_app.config.get("JOB_MAX_ITEMS", 500)))
 
 
 @bp.get("/jobs/<int:job_id>")
