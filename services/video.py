@@ -19,7 +19,7 @@ import base64
 import io
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,10 @@ FRAME_MAX_WIDTH = 640
 THUMBNAIL_HEIGHT = 72
 #: Shortest stretch of audio analysed as a window of its own (the speech model needs 0.5 s).
 MIN_WINDOW_SECONDS = 1.0
+
+
+#: Adds fields to the timeline steps in place: ``annotate(steps, audio_16k_mono_or_None)``.
+StepAnnotator = Callable[[list[dict[str, Any]], "np.ndarray | None"], None]
 
 
 @dataclass(frozen=True)
@@ -228,8 +232,13 @@ def analyse_video(
     strategy: str,
     weights: Mapping[str, float] | None = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
+    step_annotators: Sequence[StepAnnotator] = (),
 ) -> dict[str, Any]:
     """The predictor-shaped result for one clip plus ``timeline``, ``counts`` and ``thumbnails``.
+
+    Each of ``step_annotators`` is called once with the finished timeline steps and the clip's
+    16 kHz mono audio (None without an audio track) and may add fields to the steps (for
+    example the words spoken in each window); the steps are stored as they leave here.
 
     Raises the 4xx errors of :func:`decode_video`, 422 ``no_usable_modality`` when neither a
     face nor a voice was found anywhere, and 503 when a model is missing or still loading.
@@ -336,6 +345,9 @@ def analyse_video(
             step["emotion"] = None
         timeline.append(step)
 
+    for annotate in step_annotators:
+        annotate(timeline, decoded.audio if decoded.has_audio else None)
+
     # -- the whole clip -------------------------------------------------------------------------
     individual: dict[str, Any] = {}
     overall: dict[str, np.ndarray] = {}
@@ -387,10 +399,6 @@ def analyse_video(
         "video": decoded.summary,
         "thumbnails": thumbnails,
     }
-
-
-#: Hook for the transcripts feature: extra per-step fields (e.g. words) merged into each step.
-StepAnnotator = Callable[[list[dict[str, Any]]], None]
 
 
 def timeline_steps(result: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -172,3 +172,21 @@ def test_with_keep_uploads_the_clip_and_its_frames_are_kept_and_deleted_with_the
     assert len(kept) == 1
     assert api.delete(f"/api/predictions/{body['id']}").status_code == 204
     assert not kept[0].exists()
+
+
+def test_step_annotators_can_add_fields_to_every_step(registry: RecognizerRegistry, models_dir: Path) -> None:
+    from inference.fusion import FusionEngine
+    from inference.predictor import MultimodalEmotionPredictor
+    from services.video import VideoSettings, analyse_video, timeline_steps
+
+    predictor = MultimodalEmotionPredictor(registry, FusionEngine.from_models_dir(models_dir))
+    seen: list[int] = []
+
+    def words(steps: list[dict[str, Any]], audio: Any) -> None:
+        seen.append(len(audio))
+        for step in steps:
+            step["words"] = f"{step['start']}-{step['end']}"
+
+    result = analyse_video(predictor, make_clip(3.0), VideoSettings(), strategy="weighted", step_annotators=[words])
+    assert [s["words"] for s in timeline_steps(result)] == ["0.0-2.0", "1.0-3.0"]
+    assert len(seen) == 1 and abs(seen[0] - 48_000) < 1_000  # 3 s of 16 kHz audio (AAC pads a frame)
