@@ -46,6 +46,13 @@ class JobConflict(EmotionAppError):
     code = "job_finished"
 
 
+class QueueUnavailable(EmotionAppError):
+    """The task queue (Redis, or the SQLite queue file) could not take the job."""
+
+    status = 503
+    code = "queue_unavailable"
+
+
 @dataclass(frozen=True)
 class Item:
     """One unit of work: its position in the upload, its name, and how to read it."""
@@ -184,8 +191,13 @@ def create_job(app: Flask, session: Session, user: User, data: bytes, file_name:
     )
     session.add(job)
     session.commit()
+    try:
+        enqueue(app, job.id)
+    except Exception as exc:  # the broker is down: say so, and keep nothing half-queued
+        log.exception("event=job_enqueue_failed job_id=%s", job.id)
+        _finish(app, session, job, "failed", QueueUnavailable("The job queue is unavailable; try again later."))
+        raise QueueUnavailable("The job queue is unavailable right now; nothing was queued. Try again later.") from exc
     log.info("event=job_queued job_id=%s user_id=%s items=%s source=%s", job.id, user.id, job.total, source)
-    enqueue(app, job.id)
     session.refresh(job)
     return job
 

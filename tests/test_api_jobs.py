@@ -193,3 +193,12 @@ def test_jobs_their_results_and_waiting_uploads_go_with_the_account(app_factory:
         assert session.scalar(select(func.count()).select_from(Job)) == 0
         assert session.scalar(select(func.count()).select_from(JobItem)) == 0
     assert job["id"]
+
+
+def test_an_unreachable_queue_is_a_clear_503_and_nothing_waits(app_factory: Any) -> None:
+    app = app_factory({"JOBS_BROKER_URL": "redis://127.0.0.1:1/0"})  # nothing listens on port 1
+    api = Api(app.test_client())
+    api.register()
+    assert_error(submit(api, b"text\nhappy\n", "t.csv"), 503, "queue_unavailable")
+    assert api.get("/api/jobs").get_json()["items"][0]["status"] == "failed"
+    assert not any(p.is_file() for p in Path(app.config["JOBS_DIR"]).rglob("*"))
