@@ -214,7 +214,7 @@ def test_analyse_tabs_work_with_the_keyboard_alone(page: Any, live_server: LiveS
     wait_for(page, visible("#panel-image"))
     assert page.switch_to.active_element.get_attribute("id") == "tab-image"
     page.switch_to.active_element.send_keys(Keys.END)
-    wait_for(page, visible("#panel-text"))
+    wait_for(page, visible("#panel-video"))
     assert not css(page, "#panel-multimodal").is_displayed()
     page.switch_to.active_element.send_keys(Keys.HOME)
     wait_for(page, visible("#panel-multimodal"))
@@ -492,6 +492,8 @@ def test_privacy_page_and_phone_sized_pages(page: Any, live_server: LiveServer, 
         page.get(live_server.url + "/analyse")
         wait_for(page, lambda d: d.execute_script("return document.getElementById('analyse-app').dataset.modelsLoaded"))
         assert_no_sideways_scrolling(page, "analyse")
+        rows = page.execute_script("return [...document.querySelectorAll('[role=tab]')].map(t => t.offsetTop)")
+        assert len(rows) == 5 and len(set(rows)) == 1, f"the analyse tabs wrap at phone width: {rows}"
         check_page(page, "26-analyse-phone")
         if journey.get("multimodal"):
             page.get(f"{live_server.url}/predictions/{journey['multimodal']}")
