@@ -240,7 +240,8 @@ def test_text_analysis_shows_emotion_confidence_and_chart(
         "surprise",
     }
     assert "confidence" in css(page, "[data-testid=result-confidence]").text
-    assert len(css_all(page, "#result .probability-chart svg g.bar")) >= 14  # fused + text card
+    # One modality, no fusion: the 7-bar chart is drawn once (the text card does not repeat it).
+    assert len(css_all(page, "#result .probability-chart svg g.bar")) == 7
     check_page(page, "07-result-text")
 
 
