@@ -138,6 +138,7 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "JOBS_IMMEDIATE": _env_bool(env, "JOBS_IMMEDIATE", False),
         "JOBS_DIR": str(Path(env.get("JOBS_DIR") or instance_dir / "jobs")),
         "JOB_MAX_ITEMS": _env_number(env, "JOB_MAX_ITEMS", 500, int),
+        "JOB_MAX_UPLOAD_MB": _env_number(env, "JOB_MAX_UPLOAD_MB", 200, float),
         # Largest total of the files inside a job's ZIP, and the largest compression ratio of one file.
         "JOB_MAX_UNPACKED_MB": _env_number(env, "JOB_MAX_UNPACKED_MB", 500, float),
         "JOB_MAX_RATIO": _env_number(env, "JOB_MAX_RATIO", 100, float),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -202,3 +203,15 @@ def test_an_unreachable_queue_is_a_clear_503_and_nothing_waits(app_factory: Any)
     assert_error(submit(api, b"text\nhappy\n", "t.csv"), 503, "queue_unavailable")
     assert api.get("/api/jobs").get_json()["items"][0]["status"] == "failed"
     assert not any(p.is_file() for p in Path(app.config["JOBS_DIR"]).rglob("*"))
+
+
+def test_a_job_upload_has_its_own_size_limit(app_factory: Any) -> None:
+    app = app_factory({**IMMEDIATE, "MAX_UPLOAD_MB": 1, "JOB_MAX_UPLOAD_MB": 3})
+    api = Api(app.test_client())
+    api.register()
+    api.give_consent()
+    noise = os.urandom(2_000_000)
+    two_mb = zip_bytes({"face.png": FACE.read_bytes(), "noise.bin": noise}, compression=zipfile.ZIP_STORED)
+    assert submit(api, two_mb).status_code == 202  # over MAX_UPLOAD_MB, within JOB_MAX_UPLOAD_MB
+    assert_error(submit(api, zip_bytes({"a.bin": noise, "b.bin": noise[::-1]}, compression=zipfile.ZIP_STORED)), 413)
+    assert_error(api.post("/api/predict/video", data={"video": (io.BytesIO(two_mb), "x.mp4")}), 413)

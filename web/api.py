@@ -43,6 +43,16 @@ class Unauthorized(EmotionAppError):
 
 
 @bp.before_request
+def _job_upload_limit() -> None:
+    """A batch job's ZIP may be larger than one upload (JOB_MAX_UPLOAD_MB instead of MAX_UPLOAD_MB).
+
+    Registered before the CSRF check, which may read the form and so the body.
+    """
+    if request.endpoint == "api.create_job" and current_app.config.get("JOB_MAX_UPLOAD_MB"):
+        request.max_content_length = int(float(current_app.config["JOB_MAX_UPLOAD_MB"]) * 1024 * 1024)
+
+
+@bp.before_request
 def _authenticate_and_protect() -> None:
     """Resolve a bearer token (401 if it is bad) or enforce CSRF on cookie/anonymous writes."""
     token = bearer_token()
