@@ -455,8 +455,12 @@ def _run_item(
     job.busy_seconds += seconds
     try:
         session.commit()
-    except IntegrityError:  # another run of the same job stored this item first
+    except IntegrityError:  # another run of the same job stored this item first: drop our copy
         session.rollback()
+        if prediction_id is not None:
+            from services.predictions import delete_prediction
+
+            delete_prediction(session, user.id, prediction_id, uploads_dir=None)
 
 
 def _finish(app: Flask, session: Session, job: Job, status: str, error: EmotionAppError | None) -> None:
