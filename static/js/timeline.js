@@ -124,6 +124,12 @@
       section.appendChild(el("h4", { text: row.title }));
       section.appendChild(chart(steps, row, duration));
     });
+    section.appendChild(
+      el("p", { class: "timeline-axis small muted", "aria-hidden": "true" }, [
+        el("span", { text: "0 s" }),
+        el("span", { text: duration.toFixed(1) + " s" }),
+      ])
+    );
     const thumbnails = (video && video.thumbnails) || [];
     if (thumbnails.length) {
       section.appendChild(el("h4", { text: "Sampled frames" }));

@@ -495,6 +495,10 @@ def test_privacy_page_and_phone_sized_pages(page: Any, live_server: LiveServer, 
         assert_no_sideways_scrolling(page, "analyse")
         rows = page.execute_script("return [...document.querySelectorAll('[role=tab]')].map(t => t.offsetTop)")
         assert len(rows) == 5 and len(set(rows)) == 1, f"the analyse tabs wrap at phone width: {rows}"
+        hidden = page.execute_script(
+            "const t = document.querySelector('.tablist'); return t.scrollWidth - t.clientWidth"
+        )
+        assert hidden <= 1, f"{hidden}px of the analyse tabs are hidden at phone width"
         check_page(page, "26-analyse-phone")
         if journey.get("multimodal"):
             page.get(f"{live_server.url}/predictions/{journey['multimodal']}")
