@@ -331,7 +331,8 @@ def build_spec() -> dict[str, Any]:
         "/api/jobs": {
             "post": _op(
                 "Queue a batch job: a ZIP of images, voice recordings and video clips (needs consent), or a CSV "
-                "of texts (column `text`, optional `id`), multipart field `file`. Up to JOB_MAX_ITEMS items; "
+                "of texts (column `text`, optional `id`), multipart field `file`, up to JOB_MAX_UPLOAD_MB. "
+                "Up to JOB_MAX_ITEMS items; "
                 "ZIP bombs, unsafe names, nested archives and non-media files are refused per item or per job.",
                 {
                     "202": _json({"$ref": "#/components/schemas/Job"}, "Queued; poll the Location URL."),
