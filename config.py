@@ -126,6 +126,22 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "MAX_TEXT_CHARS": _env_number(env, "MAX_TEXT_CHARS", 5000, int),
         "MAX_IMAGE_PIXELS": _env_number(env, "MAX_IMAGE_PIXELS", 40_000_000, int),
         "KEEP_UPLOADS": _env_bool(env, "KEEP_UPLOADS", False),
+        # Video clips: longest clip, face frames sampled per second, voice window and hop (seconds).
+        "MAX_VIDEO_SECONDS": _env_number(env, "MAX_VIDEO_SECONDS", 60, float),
+        "VIDEO_FACE_FPS": _env_number(env, "VIDEO_FACE_FPS", 2, float),
+        "VIDEO_WINDOW_SECONDS": _env_number(env, "VIDEO_WINDOW_SECONDS", 2, float),
+        "VIDEO_HOP_SECONDS": _env_number(env, "VIDEO_HOP_SECONDS", 1, float),
+        # Batch jobs: the task queue (Huey) runs them in a worker process. A redis:// URL uses
+        # Redis (compose); empty uses a SQLite queue file in the instance folder (make run).
+        "JOBS_BROKER_URL": env.get("JOBS_BROKER_URL", "").strip(),
+        # Run jobs inside the request instead of a worker (tests and one-off scripts only).
+        "JOBS_IMMEDIATE": _env_bool(env, "JOBS_IMMEDIATE", False),
+        "JOBS_DIR": str(Path(env.get("JOBS_DIR") or instance_dir / "jobs")),
+        "JOB_MAX_ITEMS": _env_number(env, "JOB_MAX_ITEMS", 500, int),
+        "JOB_MAX_UPLOAD_MB": _env_number(env, "JOB_MAX_UPLOAD_MB", 200, float),
+        # Largest total of the files inside a job's ZIP, and the largest compression ratio of one file.
+        "JOB_MAX_UNPACKED_MB": _env_number(env, "JOB_MAX_UNPACKED_MB", 500, float),
+        "JOB_MAX_RATIO": _env_number(env, "JOB_MAX_RATIO", 100, float),
         "READYZ_ALLOW_LOAD": _env_bool(env, "READYZ_ALLOW_LOAD", False),
         # Load every bundled model in the background as the process starts (after gunicorn's fork),
         # so the first request does not pay for it; /readyz answers 200 once they are loaded.

@@ -170,3 +170,18 @@ def test_gunicorn_binds_from_its_own_variables(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("GUNICORN_HOST", "127.0.0.1")
     monkeypatch.setenv("GUNICORN_PORT", "9000")
     assert bind() == "127.0.0.1:9000"
+
+
+def test_compose_runs_a_job_worker_on_the_redis_queue_beside_the_app() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    worker = services["worker"]
+    assert worker["command"][:2] == ["huey_consumer", "worker.huey"]
+    assert worker["environment"]["JOBS_BROKER_URL"] == services["app"]["environment"]["JOBS_BROKER_URL"]
+    assert worker["environment"]["JOBS_BROKER_URL"].startswith("redis://redis:")
+    assert worker["volumes"] == services["app"]["volumes"]  # the uploads the app keeps for the worker
+
+
+def test_make_run_starts_the_worker_beside_gunicorn_and_stops_both() -> None:
+    script = (ROOT / "scripts" / "run.sh").read_text()
+    assert "scripts/worker.sh &" in script and "trap stop INT TERM EXIT" in script
+    assert "huey_consumer worker.huey" in (ROOT / "scripts" / "worker.sh").read_text()

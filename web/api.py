@@ -27,8 +27,8 @@ from security import (
     predict_rate_limit,
     register_rate_limit,
 )
-from services import accounts, analysis, predictions
-from web.uploads import check_text, form_or_json, json_body, parse_weights, read_upload
+from services import accounts, analysis, jobs, predictions, video
+from web.uploads import check_text, form_or_json, json_body, parse_weights, read_upload, read_video_upload
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)  # checked in _authenticate_and_protect, so token requests can skip it
@@ -40,6 +40,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Unauthorized(EmotionAppError):
     status = 401
     code = "unauthorized"
+
+
+@bp.before_request
+def _job_upload_limit() -> None:
+    """A batch job's ZIP may be larger than one upload (JOB_MAX_UPLOAD_MB instead of MAX_UPLOAD_MB).
+
+    Registered before the CSRF check, which may read the form and so the body.
+    """
+    if request.endpoint == "api.create_job" and current_app.config.get("JOB_MAX_UPLOAD_MB"):
+        request.max_content_length = int(float(current_app.config["JOB_MAX_UPLOAD_MB"]) * 1024 * 1024)
 
 
 @bp.before_request
@@ -165,7 +175,9 @@ def consent() -> Response:
 def delete_account() -> tuple[str, int]:
     user = me()
     logout_user()
+    user_id = user.id
     accounts.delete_user(get_session(), user, uploads_dir=_kept_uploads_dir())
+    jobs.delete_user_files(current_app, user_id)  # the job rows went with the account
     return "", 204
 
 
@@ -259,6 +271,72 @@ def predict_multimodal() -> tuple[Response, int]:
     return _stored(prediction)
 
 
+@bp.post("/predict/video")
+@auth_required
+@predict_rate_limit
+def predict_video() -> tuple[Response, int]:
+    """A clip's face and voice over time: the overall emotion plus a timeline (kind ``video``)."""
+    analysis.require_consent(me(), image=True, audio=True)
+    fields = form_or_json()
+    clip = read_video_upload("video")
+    strategy = fields.get("strategy") or analysis.fusion_offer(current_app)[0]
+    if not isinstance(strategy, str):
+        raise InvalidInput("strategy must be a string.", code="invalid_fusion_options")
+    prediction, result = video.analyse_upload(
+        current_app, get_session(), me(), clip, strategy=strategy, weights=parse_weights(fields)
+    )
+    payload = predictions.prediction_to_dict(prediction)
+    payload["video"] = {**(video.video_to_dict(prediction) or {}), "thumbnails": result.get("thumbnails") or []}
+    return _created(payload)
+
+
+# -- batch jobs ----------------------------------------------------------------------------
+@bp.post("/jobs")
+@auth_required
+@predict_rate_limit
+def create_job() -> tuple[Response, int]:
+    """A ZIP of images/recordings/clips or a CSV of texts (multipart field ``file``) -> 202 and the job."""
+    upload = request.files.get("file")
+    if upload is None:
+        raise InvalidInput("Send a ZIP or CSV as multipart/form-data field 'file'.", code="missing_file")
+    job = jobs.create_job(current_app, get_session(), me(), upload.read(), upload.filename or "")
+    response = jsonify(jobs.job_to_dict(get_session(), job))
+    response.headers["Location"] = f"/api/jobs/{job.id}"
+    return response, 202
+
+
+@bp.get("/jobs")
+@auth_required
+def list_jobs() -> Response:
+    session = get_session()
+    return jsonify({"items": [jobs.job_to_dict(session, j) for j in jobs.list_jobs(session, me().id)]})
+
+
+@bp.get("/jobs/<int:job_id>")
+@auth_required
+def get_job(job_id: int) -> Response:
+    session = get_session()
+    return jsonify(jobs.job_to_dict(session, jobs.get_job(session, me().id, job_id)))
+
+
+@bp.get("/jobs/<int:job_id>/results.csv")
+@auth_required
+def job_results(job_id: int) -> Response:
+    session = get_session()
+    job = jobs.get_job(session, me().id, job_id)
+    response = Response("".join(jobs.results_csv(session, job)), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="moodlens-job-{job.id}.csv"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.delete("/jobs/<int:job_id>")
+@auth_required
+def cancel_job(job_id: int) -> Response:
+    session = get_session()
+    return jsonify(jobs.job_to_dict(session, jobs.cancel_job(current_app, session, me().id, job_id)))
+
+
 @bp.get("/predictions")
 @auth_required
 def list_predictions() -> Response:
@@ -268,7 +346,11 @@ def list_predictions() -> Response:
 @bp.get("/predictions/<int:prediction_id>")
 @auth_required
 def get_prediction(prediction_id: int) -> Response:
-    return jsonify(predictions.prediction_to_dict(predictions.get_prediction(get_session(), me().id, prediction_id)))
+    prediction = predictions.get_prediction(get_session(), me().id, prediction_id)
+    payload = predictions.prediction_to_dict(prediction)
+    if prediction.kind == "video":
+        payload["video"] = video.video_to_dict(prediction)
+    return jsonify(payload)
 
 
 @bp.delete("/predictions/<int:prediction_id>")
@@ -286,13 +368,18 @@ def export_csv() -> Response:
     user_id = me().id
     filters = predictions.parse_filters(request.args)
     database = get_database()
+    timeline = request.args.get("timeline") in {"1", "true", "yes"}
 
     def generate() -> Any:
         with database.session() as session:
-            yield from predictions.export_csv(session, user_id, filters)
+            if timeline:  # one row per time step of the video predictions
+                yield from video.export_timeline_csv(session, user_id, filters)
+            else:
+                yield from predictions.export_csv(session, user_id, filters)
 
     response = Response(stream_with_context(generate()), mimetype="text/csv")
-    response.headers["Content-Disposition"] = 'attachment; filename="moodlens-predictions.csv"'
+    name = "moodlens-timeline.csv" if timeline else "moodlens-predictions.csv"
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -308,6 +308,84 @@ def build_spec() -> dict[str, Any]:
                 ),
             )
         },
+        "/api/predict/video": {
+            "post": _op(
+                "Emotion over time in a video clip (MP4/H.264, WebM/VP8/VP9 + Opus, MOV; up to MAX_VIDEO_SECONDS; "
+                "needs consent): face frames sampled at VIDEO_FACE_FPS, voice windows of VIDEO_WINDOW_SECONDS every "
+                "VIDEO_HOP_SECONDS, fused per step and overall. Without an audio track or a face in any frame the "
+                "other modality answers alone and the missing one is reported as dropped with its reason. Stored as "
+                "kind `video`; the answer's `video` object carries the timeline and the sampled frames as "
+                "thumbnails (not stored unless KEEP_UPLOADS).",
+                {"201": PREDICTION_CREATED, **PREDICT_ERRORS},
+                tags=["predict"],
+                body=_multipart(
+                    {
+                        "video": FILE,
+                        "strategy": {"type": "string", "enum": list(STRATEGIES)},
+                        "weights": {"type": "string", "description": 'JSON object, e.g. {"face": 0.6, "speech": 0.4}'},
+                    },
+                    ["video"],
+                ),
+            )
+        },
+        "/api/jobs": {
+            "post": _op(
+                "Queue a batch job: a ZIP of images, voice recordings and video clips (needs consent), or a CSV "
+                "of texts (column `text`, optional `id`), multipart field `file`, up to JOB_MAX_UPLOAD_MB. "
+                "Up to JOB_MAX_ITEMS items; "
+                "ZIP bombs, unsafe names, nested archives and non-media files are refused per item or per job.",
+                {
+                    "202": _json({"$ref": "#/components/schemas/Job"}, "Queued; poll the Location URL."),
+                    **PREDICT_ERRORS,
+                },
+                tags=["jobs"],
+                body=_multipart({"file": FILE}, ["file"]),
+            ),
+            "get": _op(
+                "The user's jobs, newest first (at most 50).",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}},
+                        }
+                    ),
+                    **COMMON_ERRORS,
+                },
+                tags=["jobs"],
+            ),
+        },
+        "/api/jobs/{job_id}": {
+            "get": _op(
+                "A job's status, progress (done/total), failures with their reasons and ETA (another user's: 404).",
+                {"200": _json({"$ref": "#/components/schemas/Job"}), "404": _error("Not found."), **COMMON_ERRORS},
+                tags=["jobs"],
+                params=[_path_id("job_id")],
+            ),
+            "delete": _op(
+                "Cancel a queued or running job: the worker stops before its next item; stored items stay.",
+                {
+                    "200": _json({"$ref": "#/components/schemas/Job"}),
+                    "404": _error("Not found."),
+                    "409": _error("`job_finished`: the job has already ended."),
+                    **COMMON_ERRORS,
+                },
+                tags=["jobs"],
+                params=[_path_id("job_id")],
+            ),
+        },
+        "/api/jobs/{job_id}/results.csv": {
+            "get": _op(
+                "One row per finished item: name, prediction id, kind, emotion, confidence, 7 probabilities, error.",
+                {
+                    "200": {"description": "CSV file.", "content": {"text/csv": {"schema": {"type": "string"}}}},
+                    "404": _error("Not found."),
+                    **COMMON_ERRORS,
+                },
+                tags=["jobs"],
+                params=[_path_id("job_id")],
+            )
+        },
         "/api/predictions": {
             "get": _op(
                 "The user's predictions, newest first, paginated and filtered.",
@@ -361,7 +439,14 @@ def build_spec() -> dict[str, Any]:
                     **COMMON_ERRORS,
                 },
                 tags=["history"],
-                params=FILTERS,
+                params=[
+                    *FILTERS,
+                    _query(
+                        "timeline",
+                        {"type": "string", "enum": ["1"]},
+                        "1: the video predictions' timelines instead, one row per time step.",
+                    ),
+                ],
             )
         },
         "/api/statistics": {
@@ -411,7 +496,7 @@ def build_spec() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{"bearerAuth": []}, {"cookieAuth": []}],
-        "tags": [{"name": n} for n in ("auth", "account", "tokens", "predict", "history", "service")],
+        "tags": [{"name": n} for n in ("auth", "account", "tokens", "predict", "jobs", "history", "service")],
         "paths": paths,
         "components": {
             "securitySchemes": {
@@ -507,6 +592,32 @@ def _schemas() -> dict[str, Any]:
                     },
                 },
                 "modalities": {"type": "array", "items": {"$ref": "#/components/schemas/ModalityResult"}},
+                "video": {
+                    "type": ["object", "null"],
+                    "description": "Only for kind video: timeline steps (time, start, end, face, voice, fused "
+                    "probabilities or null with face_status/voice_status), counts, model_versions, thumbnails.",
+                },
+            },
+        },
+        "Job": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "status": {"type": "string", "enum": ["queued", "running", "done", "failed", "cancelled"]},
+                "source": {"type": "string", "enum": ["zip", "csv"]},
+                "file_name": {"type": ["string", "null"]},
+                "total": {"type": "integer"},
+                "done": {"type": "integer", "description": "Items finished, successfully or not."},
+                "succeeded": {"type": "integer"},
+                "failed": {"type": "integer"},
+                "progress": {"type": "number"},
+                "eta_seconds": {"type": ["number", "null"]},
+                "failures": {"type": "array", "items": {"type": "object"}},
+                "error": {"type": ["object", "null"]},
+                "created_at": {"type": "string", "format": "date-time"},
+                "started_at": {"type": ["string", "null"], "format": "date-time"},
+                "finished_at": {"type": ["string", "null"], "format": "date-time"},
+                "links": {"type": "object"},
             },
         },
         "Statistics": {

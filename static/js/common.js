@@ -21,7 +21,7 @@
   M.EMOTIONS = readEmotions();
   M.MODALITIES = ["face", "speech", "text"];
   M.MODALITY_NAMES = { face: "Face", speech: "Speech", text: "Text" };
-  M.KIND_NAMES = { image: "Image", speech: "Audio", text: "Text", multimodal: "Multimodal" };
+  M.KIND_NAMES = { image: "Image", speech: "Audio", text: "Text", multimodal: "Multimodal", video: "Video" };
   // Okabe–Ito palette: distinguishable with the common colour-vision deficiencies. The n-th
   // label gets the n-th colour, so the server's label order fixes each emotion's colour.
   // Colour is never the only cue: every chart writes the emotion name beside its bar.

@@ -255,6 +255,10 @@
     return canvas;
   }
 
+  function singleModality(prediction) {
+    return !prediction.fusion && (prediction.modalities || []).filter((m) => m.status === "used").length === 1;
+  }
+
   function modalityCard(prediction, modality, media) {
     const used = modality.status === "used";
     const status = statusOf(prediction, modality);
@@ -291,7 +295,8 @@
       summary.appendChild(M.emotionLabel(modality.emotion));
       summary.appendChild(document.createTextNode(" — " + M.percent(modality.confidence) + " confidence"));
       card.appendChild(summary);
-      card.appendChild(M.probabilityChart(modality.probabilities, name + " probabilities"));
+      // With one modality and no fusion the overall chart above is this one: draw it once.
+      if (!singleModality(prediction)) card.appendChild(M.probabilityChart(modality.probabilities, name + " probabilities"));
     }
     if (modality.modality === "face" && modality.details && (modality.details.faces || modality.details.image)) {
       card.appendChild(el("h4", { text: "Faces found" }));
@@ -394,6 +399,7 @@
       );
     }
     container.appendChild(top);
+    if (prediction.video && M.renderTimeline) container.appendChild(M.renderTimeline(prediction.video));
     const fusion = fusionSection(prediction);
     if (fusion) container.appendChild(fusion);
     const grid = el("div", { class: "grid modality-grid" });

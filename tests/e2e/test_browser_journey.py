@@ -214,7 +214,7 @@ def test_analyse_tabs_work_with_the_keyboard_alone(page: Any, live_server: LiveS
     wait_for(page, visible("#panel-image"))
     assert page.switch_to.active_element.get_attribute("id") == "tab-image"
     page.switch_to.active_element.send_keys(Keys.END)
-    wait_for(page, visible("#panel-text"))
+    wait_for(page, visible("#panel-video"))
     assert not css(page, "#panel-multimodal").is_displayed()
     page.switch_to.active_element.send_keys(Keys.HOME)
     wait_for(page, visible("#panel-multimodal"))
@@ -240,7 +240,8 @@ def test_text_analysis_shows_emotion_confidence_and_chart(
         "surprise",
     }
     assert "confidence" in css(page, "[data-testid=result-confidence]").text
-    assert len(css_all(page, "#result .probability-chart svg g.bar")) >= 14  # fused + text card
+    # One modality, no fusion: the 7-bar chart is drawn once (the text card does not repeat it).
+    assert len(css_all(page, "#result .probability-chart svg g.bar")) == 7
     check_page(page, "07-result-text")
 
 
@@ -488,6 +489,12 @@ def test_privacy_page_and_phone_sized_pages(page: Any, live_server: LiveServer, 
         page.get(live_server.url + "/analyse")
         wait_for(page, lambda d: d.execute_script("return document.getElementById('analyse-app').dataset.modelsLoaded"))
         assert_no_sideways_scrolling(page, "analyse")
+        rows = page.execute_script("return [...document.querySelectorAll('[role=tab]')].map(t => t.offsetTop)")
+        assert len(rows) == 5 and len(set(rows)) == 1, f"the analyse tabs wrap at phone width: {rows}"
+        hidden = page.execute_script(
+            "const t = document.querySelector('.tablist'); return t.scrollWidth - t.clientWidth"
+        )
+        assert hidden <= 1, f"{hidden}px of the analyse tabs are hidden at phone width"
         check_page(page, "26-analyse-phone")
         assert journey.get("multimodal"), "the multimodal step stored no result"
         page.get(f"{live_server.url}/predictions/{journey['multimodal']}")
