@@ -155,7 +155,8 @@ def assemble_model(target_dir: Path, part_dirs: Sequence[Path] | None = None, *,
     missing = [p.name for p in (*parts, *side) if not p.is_file()]
     if missing:
         raise TranscriberUnavailable(
-            f"The transcriber's model files are incomplete (missing {', '.join(missing)}); transcription is unavailable."
+            f"The transcriber's model files are incomplete (missing {', '.join(missing)}); "
+            "transcription is unavailable."
         )
     target_dir.mkdir(parents=True, exist_ok=True)
     handle, temp_name = tempfile.mkstemp(prefix=".model.bin.", dir=target_dir)
@@ -250,6 +251,8 @@ class Transcriber:
         with self._lock:
             if self._model is not None:
                 return
+            if self._error is not None:  # refused once: not re-read on every request (restart after a fix)
+                raise TranscriberUnavailable(self._error)
             started = time.perf_counter()
             try:
                 self._model = self._load()
@@ -263,9 +266,7 @@ class Transcriber:
                 raise TranscriberUnavailable(self._error) from exc
             self._error = None
             self.load_seconds = time.perf_counter() - started
-            log.info(
-                "event=transcriber_loaded seconds=%.2f compute_type=%s", self.load_seconds, self.compute_type
-            )
+            log.info("event=transcriber_loaded seconds=%.2f compute_type=%s", self.load_seconds, self.compute_type)
 
     def _load(self) -> Any:
         try:

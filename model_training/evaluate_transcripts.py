@@ -58,14 +58,22 @@ def normalise_words(text: str) -> str:
 def clip_fields(path: Path) -> dict[str, str]:
     """RAVDESS ``03-01-EE-II-SS-RR-AA``: emotion, intensity, statement, repetition, actor."""
     parts = path.stem.split("-")
-    return {"emotion": parts[2], "intensity": parts[3], "statement": parts[4], "repetition": parts[5], "actor": parts[6]}
+    return {
+        "emotion": parts[2],
+        "intensity": parts[3],
+        "statement": parts[4],
+        "repetition": parts[5],
+        "actor": parts[6],
+    }
 
 
 def select_clips(root: Path, per_actor: int) -> list[Path]:
     """Every clip of actors 21-24; ``per_actor`` evenly spread clips of each other actor (0 = all)."""
     clips: list[Path] = []
     for folder in sorted(root.glob("Actor_*")):
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".flac", ".wav"} and len(p.stem.split("-")) == 7)
+        files = sorted(
+            p for p in folder.iterdir() if p.suffix.lower() in {".flac", ".wav"} and len(p.stem.split("-")) == 7
+        )
         actor = folder.name.split("_")[-1]
         if actor in FUSION_ACTORS or per_actor <= 0 or per_actor >= len(files):
             clips += files
@@ -193,7 +201,7 @@ def fusion_markdown(table: dict[str, Any], date: str) -> str:
         "speech model's test actors 21-24: the voice model on the recording, the text model on Whisper-base's "
         "transcript of the same recording, and both fused. The two RAVDESS sentences are emotionally neutral in "
         "content, so the words carry no signal here: this measures that fusion does not let a confident "
-        f"\"neutral\" from the words drown the voice (the default strategy may fall at most "
+        f'"neutral" from the words drown the voice (the default strategy may fall at most '
         f"{MAX_DROP_BELOW_VOICE * 100:.0f} point below voice alone).",
         "",
         "| input | n | accuracy | macro-F1 | UAR |",
@@ -201,7 +209,9 @@ def fusion_markdown(table: dict[str, Any], date: str) -> str:
     ]
     for name, row in table["results"].items():
         mark = " (default)" if name.endswith(f"({table['default_strategy']})") else ""
-        lines.append(f"| {name}{mark} | {row['n']} | {row['accuracy']:.4f} | {row['macro_f1']:.4f} | {row['uar']:.4f} |")
+        lines.append(
+            f"| {name}{mark} | {row['n']} | {row['accuracy']:.4f} | {row['macro_f1']:.4f} | {row['uar']:.4f} |"
+        )
     lines += [
         "",
         f"Labels the text model gave the transcripts: {table['words_predicted']}.",
