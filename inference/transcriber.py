@@ -17,6 +17,7 @@ reported, and the caller skips the text modality with a reason instead of guessi
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import os
@@ -24,6 +25,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import util as import_util
@@ -199,6 +201,18 @@ def verify_model(model_dir: Path, *, expected: str = MODEL_SHA256) -> None:
         raise TranscriberUnavailable(f"The transcriber's {', '.join(missing)} is missing; it was not loaded.")
 
 
+_INSTANCES: weakref.WeakSet[Transcriber] = weakref.WeakSet()
+
+
+@atexit.register
+def _wait_for_loads() -> None:
+    """Let a background load finish before the interpreter tears down: CTranslate2 aborts the
+    process ("terminate called") when its threads are cut off mid-load."""
+    for transcriber in list(_INSTANCES):
+        if transcriber._lock.acquire(timeout=60):
+            transcriber._lock.release()
+
+
 class Transcriber:
     """Whisper-base speech-to-text, loaded once per process (thread-safe, lazy)."""
 
@@ -226,6 +240,7 @@ class Transcriber:
         self._model: Any = None
         self._error: str | None = None
         self.load_seconds: float | None = None
+        _INSTANCES.add(self)
 
     @property
     def is_loaded(self) -> bool:
@@ -293,7 +308,9 @@ class Transcriber:
         segments, info = self._model.transcribe(
             audio,
             beam_size=self.beam_size,
-            vad_filter=True,  # stretches without a voice produce no (hallucinated) words
+            # No VAD: silero cut shouted (fearful, intense) RAVDESS sentences to nothing; silence is
+            # refused before (decode_audio), and Whisper's no-speech test drops toneless stretches.
+            vad_filter=False,
             condition_on_previous_text=False,
         )
         decoded = tuple(

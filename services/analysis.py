@@ -293,7 +293,8 @@ def transcriber_status(app: Flask) -> dict[str, Any]:
 
 def preload_transcriber(app: Flask) -> None:
     """Load the transcriber with the other models (a failure is kept and answered as 503 later)."""
-    if app.config.get("TRANSCRIBE_ENABLED", True):
+    # Only beside a voice model: a server without one has no recordings to transcribe at start.
+    if app.config.get("TRANSCRIBE_ENABLED", True) and "speech" in get_registry(app).available():
         with contextlib.suppress(ModelUnavailable):
             _transcriber(app).load()
 
