@@ -175,8 +175,14 @@ def fusion_table(clips: list[Path], transcripts: dict[str, dict[str, Any]], mode
         labels = []
         for v, w in zip(voice, words, strict=True):
             inputs = {"speech": v} if w is None else {"speech": v, "text": w}
-            labels.append(EMOTIONS.index(engine.fuse(inputs, strategy).label))
+            labels.append(EMOTIONS.index(engine.fuse(inputs, strategy, spoken_text=True).label))
         results[f"voice + words ({strategy})"] = _summary(truth, labels)
+        # The same fusion without the spoken-words rule, to show what it prevents.
+        plain = [
+            EMOTIONS.index(engine.fuse({"speech": v, **({"text": w} if w is not None else {})}, strategy).label)
+            for v, w in zip(voice, words, strict=True)
+        ]
+        results[f"voice + words ({strategy}, words fused like typed text)"] = _summary(truth, plain)
     default_key = f"voice + words ({DEFAULT_STRATEGY})"
     drop = results["voice alone"]["accuracy"] - results.get(default_key, {"accuracy": float("nan")})["accuracy"]
     return {

@@ -205,6 +205,8 @@ def analyse(
             kwargs["weights"] = dict(weights)
         given = [m for m, value in (("face", image), ("speech", audio), ("text", text)) if value is not None]
         kwargs["options"] = {m: recognizer_options(app, m) for m in given}
+        if transcript is not None and transcript.get("used_as_text"):
+            kwargs["spoken_text"] = True  # neutral words must not drown the voice
         result = predictor.predict_multimodal(**kwargs)
     else:  # pragma: no cover - routes pass known kinds
         raise ValueError(kind)

@@ -163,6 +163,9 @@ def test_a_transcribed_recording_answers_with_voice_words_and_their_fusion(real_
     assert rows["speech"]["status"] == "used" and rows["text"]["status"] == "used"
     assert rows["text"]["input_summary"] == {"source": "transcript", "characters": len(transcript["text"])}
     assert body["kind"] == "speech" and body["fusion"]["strategy"] == "calibrated"
+    if rows["text"]["emotion"] == "neutral":  # the sentence itself carries no emotion: the voice decides
+        assert "text" in body["fusion"]["explanation"]["gated_out"]
+        assert body["emotion"] == rows["speech"]["emotion"]
     assert sum(body["probabilities"].values()) == pytest.approx(1.0)
     assert real_api.get(f"/api/predictions/{body['id']}").get_json() == body
 
@@ -352,3 +355,34 @@ def test_the_recording_is_not_kept_unless_keep_uploads(app: Any, doubles_api: Ap
     _transcribed(doubles_api)
     uploads = Path(app.config["UPLOADS_DIR"])
     assert not uploads.exists() or not any(uploads.rglob("*"))
+
+
+# -- fusion of a voice with its own words -----------------------------------------------------
+def _row(top: str, confidence: float) -> list[float]:
+    from inference.labels import EMOTIONS
+
+    rest = (1.0 - confidence) / (len(EMOTIONS) - 1)
+    return [confidence if e == top else rest for e in EMOTIONS]
+
+
+@pytest.mark.parametrize("strategy", ["weighted", "adaptive", "voting"])
+def test_neutral_spoken_words_do_not_drown_the_voice(strategy: str) -> None:
+    from inference.fusion import FusionEngine
+
+    engine = FusionEngine()
+    voice, words = _row("angry", 0.45), _row("neutral", 0.95)
+    typed = engine.fuse({"speech": voice, "text": words}, strategy)
+    spoken = engine.fuse({"speech": voice, "text": words}, strategy, spoken_text=True)
+    assert typed.label == "neutral"  # a typed neutral text is evidence, and it is confident
+    assert spoken.label == "angry"  # spoken neutral words say nothing about how they were said
+    assert "voice decides" in spoken.explanation["gated_out"]["text"]
+
+
+def test_spoken_words_with_an_emotion_are_fused_as_usual() -> None:
+    from inference.fusion import FusionEngine
+
+    engine = FusionEngine()
+    inputs = {"speech": _row("neutral", 0.4), "text": _row("happy", 0.9)}
+    spoken = engine.fuse(inputs, "weighted", spoken_text=True)
+    assert spoken.label == "happy" and spoken.explanation["used"] == ["speech", "text"]
+    assert spoken.probabilities == engine.fuse(inputs, "weighted").probabilities
