@@ -14,7 +14,8 @@ Writes:
 - ``models/transcriber/MODEL_CARD.md`` + ``card.json``: WER over clips of all 24 actors
   (every clip of the speech model's test actors 21-24, ``--per-actor`` evenly spread clips of
   each other actor), per actor and per emotion, and the language detected.
-- ``models/fusion/transcripts.{md,json}``: on actors 21-24, voice alone vs words alone vs
+- ``models/fusion/transcripts.{md,json}`` and a section of ``models/fusion/MODEL_CARD.md``: on
+  actors 21-24, voice alone vs words alone vs
   voice + words through each fusion strategy, from the same clips. The sentences carry no
   emotion, so this measures what fusion does when one modality has no signal: the default
   strategy must not fall more than 1 point below voice alone.
@@ -232,6 +233,24 @@ def fusion_markdown(table: dict[str, Any], date: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+FUSION_CARD_HEADING = "## Voice and words from the same clip (transcripts)"
+
+
+def update_fusion_card(card_path: Path, table_markdown: str) -> None:
+    """Put the voice/words table into the fusion card under its own heading (replacing an
+    earlier one), so ``MODEL_CARD.md`` carries it beside the triples' figures."""
+    if not card_path.is_file():
+        return
+    text = card_path.read_text(encoding="utf-8")
+    if FUSION_CARD_HEADING in text:
+        before, _, after = text.partition(FUSION_CARD_HEADING)
+        rest = after.split("\n## ", 1)
+        text = before.rstrip() + ("\n\n## " + rest[1] if len(rest) > 1 else "")
+    body = table_markdown.split("\n", 2)[2]  # without the page's own title
+    section = f"{FUSION_CARD_HEADING}\n\n{body.strip()}\n"
+    card_path.write_text(text.rstrip() + "\n\n" + section, encoding="utf-8")
+
+
 def card_markdown(card: dict[str, Any]) -> str:
     wer = card["test_metrics"]["RAVDESS, all 24 actors"]
     lines = [
@@ -320,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     fusion_dir = args.models_dir / "fusion"
     (fusion_dir / "transcripts.json").write_text(json.dumps(table, indent=2) + "\n", encoding="utf-8")
     (fusion_dir / "transcripts.md").write_text(fusion_markdown(table, today), encoding="utf-8")
+    update_fusion_card(fusion_dir / "MODEL_CARD.md", fusion_markdown(table, today))
     print(fusion_markdown(table, today))
     return 0 if table["within_limit"] else 3
 
