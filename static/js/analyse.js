@@ -486,7 +486,7 @@
       out[m] = entry ? { available: Boolean(entry.available), name: entry.model_name, version: entry.model_version, error: entry.error } : { available: false };
     });
     const fusion = (data && data.fusion) || {};
-    return { modalities: out, fusion: fusion };
+    return { modalities: out, fusion: fusion, transcriber: (data && data.transcriber) || null };
   }
 
   function describe(m, info) {

@@ -1,8 +1,9 @@
 """A new user's whole journey in a real headless Chromium, step by step in file order.
 
-Register, log out and in, analyse a text, a photo, an audio file, a microphone recording and
-a webcam photo (Chromium's fake devices play the fixtures), fuse them with a non-default
-strategy, find the result in history, download the CSV, delete a result, see the statistics
+Register, log out and in, analyse a text, a photo, an audio file, a microphone recording
+(transcribed: its words and three results) and a webcam photo (Chromium's fake devices play
+the fixtures), fuse them with a non-default strategy, find the result in history, download
+the CSV, delete a result, see the statistics
 charts, manage a token, read the API docs and log out. Each step saves a screenshot under
 test-output/e2e/ and fails on any browser console error; a step whose model is not installed
 skips with the reason.
