@@ -386,3 +386,28 @@ def test_spoken_words_with_an_emotion_are_fused_as_usual() -> None:
     spoken = engine.fuse(inputs, "weighted", spoken_text=True)
     assert spoken.label == "happy" and spoken.explanation["used"] == ["speech", "text"]
     assert spoken.probabilities == engine.fuse(inputs, "weighted").probabilities
+
+
+# -- hostile recordings: the same 4xx as without transcription, nothing stored -----------------
+def test_a_recording_over_the_length_limit_is_a_413_before_any_words(
+    app_factory: Any, transcriber: Transcriber
+) -> None:
+    api = _client(app_factory({"MAX_AUDIO_SECONDS": 2}), transcriber)
+    response = api.post(
+        "/api/predict/speech",
+        data={"audio": _upload(SPEECH_WAV), "transcribe": "true"},
+        content_type="multipart/form-data",
+    )
+    assert_error(response, 413, "audio_too_long")
+    assert api.get("/api/predictions").get_json()["total"] == 0
+
+
+def test_a_truncated_recording_is_refused_and_nothing_is_stored(doubles_api: Api) -> None:
+    broken = SPEECH_WAV.read_bytes()[:600]  # a WAV header and a few samples, cut mid-stream
+    response = doubles_api.post(
+        "/api/predict/speech",
+        data={"audio": _upload(broken), "transcribe": "true"},
+        content_type="multipart/form-data",
+    )
+    assert 400 <= response.status_code < 500, response.get_data(as_text=True)
+    assert doubles_api.get("/api/predictions").get_json()["total"] == 0
