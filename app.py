@@ -26,7 +26,7 @@ from inference.labels import MODALITIES
 from inference.registry import RecognizerRegistry
 from security import init_security, limiter, login_manager
 from services import accounts
-from services.analysis import REGISTRY_KEY
+from services.analysis import REGISTRY_KEY, preload_transcriber
 from web import context
 from web.errors import json_error, register_error_handlers, wants_json
 from web.logs import configure_logging, init_request_logging
@@ -89,7 +89,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, registry: RecognizerR
 
     app.extensions[REGISTRY_KEY] = registry or build_registry(app.config["MODELS_DIR"])
     if app.config.get("PRELOAD_MODELS"):
-        app.extensions[REGISTRY_KEY].start_loading(lambda: _preload_fusion(app))
+        app.extensions[REGISTRY_KEY].start_loading(lambda: _preload_fusion(app), lambda: preload_transcriber(app))
 
     init_request_logging(app)  # before security, so even CSRF/limit failures carry a request id
     init_security(app)

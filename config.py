@@ -107,6 +107,9 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
 
     max_upload_mb = _env_number(env, "MAX_UPLOAD_MB", 20, float)
     secure_cookies = _env_bool(env, "SESSION_COOKIE_SECURE", production)
+    compute_type = env.get("TRANSCRIBE_COMPUTE_TYPE", "int8").strip().lower() or "int8"
+    if compute_type not in {"int8", "float32"}:
+        raise ConfigError(f"TRANSCRIBE_COMPUTE_TYPE must be int8 or float32, not {compute_type!r}")
     return {
         "APP_ENV": app_env,
         "TESTING": app_env == "testing",
@@ -146,6 +149,10 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         # Load every bundled model in the background as the process starts (after gunicorn's fork),
         # so the first request does not pay for it; /readyz answers 200 once they are loaded.
         "PRELOAD_MODELS": _env_bool(env, "PRELOAD_MODELS", True),
+        # Transcripts: Whisper-base turns a recording's words into the text modality (transcribe=true).
+        "TRANSCRIBE_ENABLED": _env_bool(env, "TRANSCRIBE_ENABLED", True),
+        "TRANSCRIBE_COMPUTE_TYPE": compute_type,
+        "TRANSCRIBE_BEAM_SIZE": max(1, _env_number(env, "TRANSCRIBE_BEAM_SIZE", 5, int)),
         "UPLOADS_DIR": str(Path(env.get("UPLOADS_DIR") or instance_dir / "uploads")),
         # Security
         "BCRYPT_ROUNDS": _env_number(env, "BCRYPT_ROUNDS", 12, int),

@@ -16,6 +16,7 @@ import secrets
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     DateTime,
     Double,
     ForeignKey,
@@ -82,7 +83,7 @@ class JSONText(TypeDecorator[Any]):
         return json.loads(value)
 
 
-__all__ = ["ApiToken", "Base", "Job", "JobItem", "ModalityResult", "Prediction", "User", "VideoTimeline"]
+__all__ = ["ApiToken", "Base", "Job", "JobItem", "ModalityResult", "Prediction", "Transcript", "User", "VideoTimeline"]
 
 
 class Base(DeclarativeBase):
@@ -207,6 +208,10 @@ class Prediction(ProbabilityColumns, Base):
     video_timeline: Mapped[VideoTimeline | None] = relationship(
         back_populates="prediction", cascade="all, delete-orphan", passive_deletes=True, uselist=False, lazy="select"
     )
+    #: What was said in the recording, when the user asked for a transcript (personal data, like a typed text).
+    transcript: Mapped[Transcript | None] = relationship(
+        back_populates="prediction", cascade="all, delete-orphan", passive_deletes=True, uselist=False
+    )
 
 
 class ModalityResult(ProbabilityColumns, Base):
@@ -307,3 +312,26 @@ class JobItem(Base):
     seconds: Mapped[float] = mapped_column(Double, nullable=False, default=0.0)
 
     job: Mapped[Job] = relationship(back_populates="items")
+
+
+class Transcript(Base):
+    """The words of a prediction's recording (Whisper): stored, shown, exported and deleted with it."""
+
+    __tablename__ = "transcripts"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prediction_id: Mapped[int] = mapped_column(
+        ForeignKey("predictions.id", ondelete="CASCADE"), nullable=False, unique=True
+    )
+    text: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    language: Mapped[str] = mapped_column(String(16), nullable=False)
+    language_probability: Mapped[float | None] = mapped_column(Double, nullable=True)
+    duration_seconds: Mapped[float | None] = mapped_column(Double, nullable=True)
+    segments: Mapped[Any | None] = mapped_column(JSONText, nullable=True)
+    #: Whether the words were the text modality (False: explicit text won, other language, no words).
+    used_as_text: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    model_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    model_version: Mapped[str | None] = mapped_column(String(100), nullable=True)
+
+    prediction: Mapped[Prediction] = relationship(back_populates="transcript")

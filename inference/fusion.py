@@ -573,8 +573,34 @@ class FusionEngine:
         probabilities: Mapping[str, Sequence[float] | np.ndarray],
         strategy: Any = DEFAULT_STRATEGY,
         weights: Mapping[str, Any] | None = None,
+        *,
+        spoken_text: bool = False,
     ) -> FusionResult:
-        """Fuse ``{modality: 7 probabilities}`` with ``strategy``."""
+        """Fuse ``{modality: 7 probabilities}`` with ``strategy``.
+
+        ``spoken_text``: the text is the transcript of the voice recording. Words the text model
+        reads as neutral then carry no emotional content rather than evidence of a neutral mood
+        ("Dogs are sitting by the door" shouted in anger), so they are left out and the voice
+        (and face) decide; words with an emotion are fused as usual.
+        """
+        if spoken_text and "text" in probabilities and len(probabilities) > 1:
+            words = np.asarray(probabilities["text"], dtype=np.float64).reshape(-1)
+            if words.shape == (NUM_EMOTIONS,) and EMOTIONS[int(np.argmax(words))] == "neutral":
+                rest = {m: p for m, p in probabilities.items() if m != "text"}
+                result = self._fuse(rest, strategy, weights)
+                result.explanation.setdefault("gated_out", {})["text"] = (
+                    "the spoken words read as neutral: words without emotion say nothing about how they were said, "
+                    "so the voice decides"
+                )
+                return result
+        return self._fuse(probabilities, strategy, weights)
+
+    def _fuse(
+        self,
+        probabilities: Mapping[str, Sequence[float] | np.ndarray],
+        strategy: Any = DEFAULT_STRATEGY,
+        weights: Mapping[str, Any] | None = None,
+    ) -> FusionResult:
         name = validate_strategy(strategy)
         if name == "calibrated":
             resolve_weights(weights)  # a malformed option is the client's error, whatever is installed

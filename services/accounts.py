@@ -18,7 +18,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from database.models import ApiToken, ModalityResult, Prediction, User, new_session_token, utcnow
+from database.models import ApiToken, ModalityResult, Prediction, Transcript, User, new_session_token, utcnow
 from inference.errors import EmotionAppError, InvalidInput
 from security import check_password, hash_password, hash_token, new_api_token, password_problems
 
@@ -242,13 +242,14 @@ def change_password(
 
 
 def delete_user(session: Session, user: User, *, uploads_dir: str | Path | None = None) -> None:
-    """Delete the account with every prediction, modality result and token (committed).
+    """Delete the account with every prediction, modality result, transcript and token (committed).
 
     With ``uploads_dir``, the raw uploads kept for the account (``<uploads_dir>/<id>/``) go too.
     """
     user_id = user.id
     prediction_ids = select(Prediction.id).where(Prediction.user_id == user.id)
     session.execute(delete(ModalityResult).where(ModalityResult.prediction_id.in_(prediction_ids)))
+    session.execute(delete(Transcript).where(Transcript.prediction_id.in_(prediction_ids)))
     session.execute(delete(Prediction).where(Prediction.user_id == user.id))
     session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
     session.execute(delete(User).where(User.id == user.id))

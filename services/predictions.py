@@ -29,6 +29,7 @@ from database.models import (
     STATUS_USED,
     ModalityResult,
     Prediction,
+    Transcript,
     utcnow,
 )
 from inference.errors import InvalidInput
@@ -127,7 +128,8 @@ def store_prediction(
     created_at: dt.datetime | None = None,
     commit: bool = True,
 ) -> Prediction:
-    """Persist a predictor result (the shape of MultimodalEmotionPredictor's dicts)."""
+    """Persist a predictor result (the shape of MultimodalEmotionPredictor's dicts), with its
+    ``transcript`` when the recording was transcribed."""
     if kind not in KINDS:
         raise ValueError(f"unknown prediction kind {kind!r}")
     input_summaries = input_summaries or {}
@@ -175,12 +177,44 @@ def store_prediction(
         else:
             continue
         prediction.modality_results.append(row)
+    if result.get("transcript"):
+        prediction.transcript = transcript_row(result["transcript"])
     session.add(prediction)
     if commit:
         session.commit()
     else:
         session.flush()
     return prediction
+
+
+def transcript_row(transcript: Mapping[str, Any]) -> Transcript:
+    """A :class:`Transcript` row from the answer's ``transcript`` dict."""
+    return Transcript(
+        text=str(transcript.get("text") or ""),
+        language=str(transcript.get("language") or "")[:16],
+        language_probability=to_jsonable(transcript.get("language_probability")),
+        duration_seconds=to_jsonable(transcript.get("duration_seconds")),
+        segments=bound_details({"segments": transcript.get("segments") or []})["segments"],
+        used_as_text=bool(transcript.get("used_as_text")),
+        model_name=str(transcript.get("model_name") or "")[:100] or None,
+        model_version=str(transcript.get("model_version") or "")[:100] or None,
+    )
+
+
+def transcript_to_dict(row: Transcript | None) -> dict[str, Any] | None:
+    """The stored transcript as the API shows it (None when the recording was not transcribed)."""
+    if row is None:
+        return None
+    return {
+        "text": row.text,
+        "language": row.language,
+        "language_probability": row.language_probability,
+        "duration_seconds": row.duration_seconds,
+        "segments": row.segments or [],
+        "used_as_text": bool(row.used_as_text),
+        "model_name": row.model_name,
+        "model_version": row.model_version,
+    }
 
 
 # -- reading -----------------------------------------------------------------------------
@@ -218,6 +252,7 @@ def prediction_to_dict(prediction: Prediction) -> dict[str, Any]:
         "probabilities": prediction.probabilities,
         "fusion": fusion,
         "modalities": [modality_to_dict(row) for row in prediction.modality_results],
+        "transcript": transcript_to_dict(prediction.transcript),
     }
 
 
@@ -229,7 +264,7 @@ def get_prediction(session: Session, user_id: int, prediction_id: Any) -> Predic
     prediction = session.scalar(
         select(Prediction)
         .where(Prediction.id == pid, Prediction.user_id == user_id)
-        .options(selectinload(Prediction.modality_results))
+        .options(selectinload(Prediction.modality_results), selectinload(Prediction.transcript))
     )
     if prediction is None:
         raise NotFound("No such prediction.")
@@ -243,6 +278,7 @@ def delete_prediction(
     prediction = get_prediction(session, user_id, prediction_id)
     kept = kept_files(prediction.input_summary, user_id, uploads_dir)
     session.execute(delete(ModalityResult).where(ModalityResult.prediction_id == prediction.id))
+    session.execute(delete(Transcript).where(Transcript.prediction_id == prediction.id))
     session.execute(delete(Prediction).where(Prediction.id == prediction.id))
     session.commit()
     for path in kept:
@@ -404,7 +440,7 @@ def list_predictions(session: Session, user_id: int, args: Mapping[str, Any]) ->
         .order_by(Prediction.created_at.desc(), Prediction.id.desc())
         .limit(per_page)
         .offset((page - 1) * per_page)
-        .options(selectinload(Prediction.modality_results))
+        .options(selectinload(Prediction.modality_results), selectinload(Prediction.transcript))
     ).all()
     return {
         "items": [prediction_to_dict(p) for p in rows],
@@ -478,6 +514,8 @@ def spreadsheet_safe(value: Any) -> Any:
 
 MODALITY_CSV_FIELDS = ("status", "emotion", "confidence", "model_name", "model_version", "latency_ms", "error")
 INPUT_CSV_FIELDS = ("file_name", "media_type", "size_bytes", "duration_seconds", "text")
+#: The recording's words (last columns, so older spreadsheets keep their column letters).
+TRANSCRIPT_CSV_FIELDS = ("text", "language", "used_as_text")
 
 
 def export_header() -> list[str]:
@@ -488,6 +526,7 @@ def export_header() -> list[str]:
         header += [f"{modality}_{field}" for field in MODALITY_CSV_FIELDS]
         header += [f"{modality}_p_{e}" for e in EMOTIONS]
         header += [f"{modality}_input_{field}" for field in INPUT_CSV_FIELDS]
+    header += [f"transcript_{field}" for field in TRANSCRIPT_CSV_FIELDS]
     return header
 
 
@@ -524,8 +563,8 @@ _RESULT_EXPORT_COLUMNS = (
 )
 
 
-def export_row(prediction: Any, rows: list[Any]) -> list[Any]:
-    """One CSV row from a prediction and its modality results (ORM objects or column rows)."""
+def export_row(prediction: Any, rows: list[Any], transcript: Any = None) -> list[Any]:
+    """One CSV row from a prediction, its modality results and its transcript (ORM objects or column rows)."""
     row: list[Any] = [
         prediction.id,
         isoformat(prediction.created_at),
@@ -559,6 +598,10 @@ def export_row(prediction: Any, rows: list[Any]) -> list[Any]:
         if not isinstance(summary, dict):
             summary = {}
         row += [_fmt(summary.get(field)) for field in INPUT_CSV_FIELDS]
+    if transcript is None:
+        row += [""] * len(TRANSCRIPT_CSV_FIELDS)
+    else:
+        row += [transcript.text or "", transcript.language or "", "yes" if transcript.used_as_text else "no"]
     return [spreadsheet_safe(v) for v in row]
 
 
@@ -590,9 +633,17 @@ def export_csv(session: Session, user_id: int, filters: Mapping[str, Any] | None
         results: dict[int, list[Any]] = {}
         for result in session.execute(select(*_RESULT_EXPORT_COLUMNS).where(ModalityResult.prediction_id.in_(ids))):
             results.setdefault(result.prediction_id, []).append(result)
+        transcripts = {
+            t.prediction_id: t
+            for t in session.execute(
+                select(Transcript.prediction_id, Transcript.text, Transcript.language, Transcript.used_as_text).where(
+                    Transcript.prediction_id.in_(ids)
+                )
+            )
+        }
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
         for prediction in predictions:
-            writer.writerow(export_row(prediction, results.get(prediction.id, [])))
+            writer.writerow(export_row(prediction, results.get(prediction.id, []), transcripts.get(prediction.id)))
         yield buffer.getvalue()
         last_id = ids[-1]

@@ -33,7 +33,16 @@ from inference.labels import EMOTIONS
 from inference.registry import RecognizerRegistry
 
 MARIADB_URL = os.environ.get("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4")
-TABLES = ("job_items", "jobs", "video_timelines", "modality_results", "predictions", "api_tokens", "users")
+TABLES = (
+    "job_items",
+    "jobs",
+    "video_timelines",
+    "transcripts",
+    "modality_results",
+    "predictions",
+    "api_tokens",
+    "users",
+)
 PASSWORD = "Correct-horse-42"
 
 

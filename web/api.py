@@ -204,6 +204,22 @@ def revoke_token(token_id: int) -> tuple[str, int]:
 
 
 # -- predictions ---------------------------------------------------------------------------
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off", ""})
+
+
+def _transcribe_flag(fields: Any = None) -> bool:
+    """``transcribe`` from the form, the JSON body or the query string (default false)."""
+    value = (fields or {}).get("transcribe") if fields is not None else None
+    if value is None:
+        value = request.values.get("transcribe")
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise InvalidInput("transcribe must be true or false.", code="invalid_transcribe")
+
+
 def _stored(prediction: Any) -> tuple[Response, int]:
     return _created(predictions.prediction_to_dict(prediction))
 
@@ -233,8 +249,9 @@ def predict_image() -> tuple[Response, int]:
 @predict_rate_limit
 def predict_speech() -> tuple[Response, int]:
     analysis.require_consent(me(), image=False, audio=True)
+    transcribe = _transcribe_flag()
     audio = read_upload("audio", "speech")
-    prediction = analysis.analyse(current_app, get_session(), me(), kind="speech", audio=audio)
+    prediction = analysis.analyse(current_app, get_session(), me(), kind="speech", audio=audio, transcribe=transcribe)
     return _stored(prediction)
 
 
@@ -257,6 +274,9 @@ def predict_multimodal() -> tuple[Response, int]:
     if strategy is None:  # the default /api/models names: calibrated, unless its temperatures are missing
         strategy = analysis.fusion_offer(current_app)[0]
     weights = parse_weights(fields)
+    transcribe = _transcribe_flag(fields)
+    if transcribe and audio is None:
+        raise InvalidInput("transcribe=true needs an 'audio' recording.", code="missing_audio")
     prediction = analysis.analyse(
         current_app,
         get_session(),
@@ -267,6 +287,7 @@ def predict_multimodal() -> tuple[Response, int]:
         text=text,
         strategy=strategy,
         weights=weights,
+        transcribe=transcribe,
     )
     return _stored(prediction)
 
@@ -417,6 +438,7 @@ def models() -> Response:
             "loading": registry.loading,
             "all_modalities": list(MODALITIES),
             "fusion": fusion,
+            "transcriber": analysis.transcriber_status(current_app),
         }
     )
 

@@ -88,6 +88,12 @@ def _path_id(name: str) -> dict[str, Any]:
 USER_RESPONSE = _json({"type": "object", "properties": {"user": {"$ref": "#/components/schemas/User"}}})
 PREDICTION_CREATED = _json({"$ref": "#/components/schemas/Prediction"}, "The stored prediction.")
 FILE = {"type": "string", "format": "binary"}
+TRANSCRIBE_FIELD = {
+    "type": "string",
+    "enum": ["true", "false"],
+    "description": "Transcribe the recording: its words become the text modality (English; a typed text wins). "
+    "503 transcriber_unavailable when the server has no transcriber.",
+}
 FILTERS = [
     _query("emotion", {"type": "string", "enum": list(EMOTIONS)}, "Only this final emotion."),
     _query("modality", {"type": "string", "enum": list(MODALITIES)}, "Only predictions that used this modality."),
@@ -276,10 +282,11 @@ def build_spec() -> dict[str, Any]:
         },
         "/api/predict/speech": {
             "post": _op(
-                "Emotion of a voice recording (needs consent).",
+                "Emotion of a voice recording (needs consent). With transcribe=true the words are transcribed "
+                "(Whisper-base) and analysed as text too, fused with the voice; the answer carries the transcript.",
                 {"201": PREDICTION_CREATED, **PREDICT_ERRORS},
                 tags=["predict"],
-                body=_multipart({"audio": FILE}, ["audio"]),
+                body=_multipart({"audio": FILE, "transcribe": TRANSCRIBE_FIELD}, ["audio"]),
             )
         },
         "/api/predict/multimodal": {
@@ -303,6 +310,7 @@ def build_spec() -> dict[str, Any]:
                         "weight_face": {"type": "number"},
                         "weight_speech": {"type": "number"},
                         "weight_text": {"type": "number"},
+                        "transcribe": TRANSCRIBE_FIELD,
                     },
                     [],
                 ),
@@ -592,6 +600,30 @@ def _schemas() -> dict[str, Any]:
                     },
                 },
                 "modalities": {"type": "array", "items": {"$ref": "#/components/schemas/ModalityResult"}},
+                "transcript": {
+                    "type": ["object", "null"],
+                    "description": "What was said, when the recording was transcribed (stored with the prediction).",
+                    "properties": {
+                        "text": {"type": "string"},
+                        "language": {"type": "string"},
+                        "language_probability": {"type": ["number", "null"]},
+                        "duration_seconds": {"type": ["number", "null"]},
+                        "segments": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "start": {"type": "number"},
+                                    "end": {"type": "number"},
+                                    "text": {"type": "string"},
+                                },
+                            },
+                        },
+                        "used_as_text": {"type": "boolean"},
+                        "model_name": {"type": ["string", "null"]},
+                        "model_version": {"type": ["string", "null"]},
+                    },
+                },
                 "video": {
                     "type": ["object", "null"],
                     "description": "Only for kind video: timeline steps (time, start, end, face, voice, fused "

@@ -471,7 +471,7 @@
       out[m] = entry ? { available: Boolean(entry.available), name: entry.model_name, version: entry.model_version, error: entry.error } : { available: false };
     });
     const fusion = (data && data.fusion) || {};
-    return { modalities: out, fusion: fusion };
+    return { modalities: out, fusion: fusion, transcriber: (data && data.transcriber) || null };
   }
 
   function describe(m, info) {
@@ -522,6 +522,16 @@
         app.querySelectorAll('.input-block[data-modality="' + (m === "speech" ? "speech" : m) + '"]').forEach((b) => setUnavailable(b, msg));
       }
     });
+    // Without a transcriber on the server, the "transcribe" switches are off and say why.
+    const transcriber = parsed.transcriber || { available: false, error: "not installed" };
+    if (!transcriber.available) {
+      app.querySelectorAll(".transcribe-switch input").forEach(function (box) {
+        box.checked = false;
+        box.disabled = true;
+        const label = box.parentElement.querySelector("label");
+        if (label) label.textContent = "Transcription is not available on this server (" + (transcriber.error || "not installed") + ").";
+      });
+    }
     // Single-modality tabs whose model is missing cannot submit at all.
     [["image", "face"], ["speech", "speech"], ["text", "text"]].forEach(function (pair) {
       const form = app.querySelector('.predict-form[data-kind="' + pair[0] + '"]');
@@ -580,6 +590,8 @@
     }
     if (audio && audio.blob) {
       body.append("audio", audio.blob, audio.fileName || "recording.webm");
+      const transcribe = form.querySelector(".transcribe-switch input");
+      if (transcribe && transcribe.checked && !transcribe.disabled) body.append("transcribe", "true");
       media.audio = audio.buffer;
       needsConsent = true;
       count++;

@@ -21,6 +21,29 @@
     return box;
   }
 
+  /* What was said in the recording (when it was transcribed), with each segment's time. */
+  function transcriptSection(prediction) {
+    const transcript = prediction.transcript;
+    if (!transcript) return null;
+    const section = el("section", { class: "card transcript", "aria-labelledby": "transcript-title", "data-testid": "transcript" });
+    section.appendChild(el("h3", { id: "transcript-title", text: "What was said" }));
+    section.appendChild(
+      el("blockquote", { class: "transcript-text", "data-testid": "transcript-text", text: transcript.text || "(no words were heard)" })
+    );
+    let note = "Transcribed by " + (transcript.model_name || "the transcriber") + ", language: " + transcript.language + ". ";
+    note += transcript.used_as_text ? "These words were analysed as the text." : "These words were not analysed as the text (see below).";
+    section.appendChild(el("p", { class: "small muted", text: note }));
+    const segments = transcript.segments || [];
+    if (segments.length > 1) {
+      const list = el("ol", { class: "transcript-segments small" });
+      segments.forEach(function (s) {
+        list.appendChild(el("li", { text: s.start.toFixed(1) + "–" + s.end.toFixed(1) + " s: " + s.text }));
+      });
+      section.appendChild(list);
+    }
+    return section;
+  }
+
   function gatedOut(prediction) {
     const fusion = prediction.fusion || {};
     return (fusion.explanation && fusion.explanation.gated_out) || {};
@@ -399,6 +422,8 @@
       );
     }
     container.appendChild(top);
+    const words = transcriptSection(prediction);
+    if (words) container.appendChild(words);
     if (prediction.video && M.renderTimeline) container.appendChild(M.renderTimeline(prediction.video));
     const fusion = fusionSection(prediction);
     if (fusion) container.appendChild(fusion);

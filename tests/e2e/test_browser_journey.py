@@ -1,8 +1,9 @@
 """A new user's whole journey in a real headless Chromium, step by step in file order.
 
-Register, log out and in, analyse a text, a photo, an audio file, a microphone recording and
-a webcam photo (Chromium's fake devices play the fixtures), fuse them with a non-default
-strategy, find the result in history, download the CSV, delete a result, see the statistics
+Register, log out and in, analyse a text, a photo, an audio file, a microphone recording
+(transcribed: its words and three results) and a webcam photo (Chromium's fake devices play
+the fixtures), fuse them with a non-default strategy, find the result in history, download
+the CSV, delete a result, see the statistics
 charts, manage a token, read the API docs and log out. Each step saves a screenshot under
 test-output/e2e/ and fails on any browser console error; a step whose model is missing, or
 whose earlier step left nothing to work on, fails with the reason.
@@ -312,9 +313,17 @@ def test_microphone_recording_has_a_timer_and_a_stop_button(
     wait_for(page, lambda d: css(d, "#aud-audio").get_attribute("data-ready") == "true", 20)
     # The fake microphone plays the speech fixture: a silent recording means it was not fed.
     assert float(css(page, "#aud-audio").get_attribute("data-rms")) > 0.001
+    # Transcription is on by default, with a visible switch to turn it off.
+    switch = css(page, "#aud-transcribe")
+    assert switch.is_displayed() and switch.is_selected()
     result = submit_and_wait(page, "panel-audio")
     remember(journey, result)
+    # The words the fake microphone played ("Kids are talking by the door"), and three results:
+    # the voice, the words, and the two fused.
+    assert "door" in text_of(page, "#result [data-testid=transcript-text]").lower()
     assert css(page, "#result .modality-card[data-modality=speech]").get_attribute("data-status") == "used"
+    assert css(page, "#result .modality-card[data-modality=text]").get_attribute("data-status") == "used"
+    assert css(page, "#result .fusion-card").is_displayed()
     check_page(page, "11-result-microphone")
 
 
@@ -381,6 +390,8 @@ def test_history_lists_filters_and_opens_results(page: Any, live_server: LiveSer
     wait_for(page, lambda d: d.execute_script("return document.body.dataset.historyLoaded"))
     ids = attributes(page, "#history-table tbody tr[data-id]", "data-id")
     assert ids == list(reversed(journey["predictions"]))  # newest first
+    # Transcribed recordings show their words in the history, like a typed text.
+    assert any("door" in e.text.lower() for e in css_all(page, "#history-table [data-testid=history-transcript]"))
     check_page(page, "16-history")
 
     emotion = attributes(page, "#history-table tbody tr[data-id]", "data-emotion")[0]
@@ -421,6 +432,7 @@ def test_csv_download_holds_every_prediction(
     wait_for(page, lambda d: target.is_file() and target.stat().st_size > 0, 30, "the CSV was not downloaded")
     rows = list(csv.DictReader(io.StringIO(target.read_text(encoding="utf-8-sig"))))
     assert len(rows) == len(journey["predictions"])
+    assert any("door" in row["transcript_text"].lower() for row in rows)  # the recordings' words
     check_page(page, "18-history-csv")
 
 
