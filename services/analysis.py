@@ -18,18 +18,41 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from database.models import Prediction, User, utcnow
 from inference.errors import EmotionAppError, InvalidInput, ModelUnavailable
 from inference.registry import RecognizerRegistry
-from services.predictions import store_prediction
+from services.predictions import find_by_idempotency_key, store_prediction
 
 log = logging.getLogger(__name__)
 
 PREDICTOR_KEY = "moodlens_predictor"
 REGISTRY_KEY = "moodlens_registry"
 _predictor_lock = threading.Lock()
+
+
+class IdempotencyKeyReused(EmotionAppError):
+    """The key already names a prediction of another kind: the client mixed up two requests."""
+
+    status = 409
+    code = "idempotency_key_reused"
+
+
+def replay(session: Session, user: User, kind: str, key: str | None) -> Prediction | None:
+    """The prediction an earlier request with this ``Idempotency-Key`` stored, or None.
+
+    A retry after a timeout or a 503 thus gets the stored answer, and nothing is stored twice.
+    """
+    if not key:
+        return None
+    stored = find_by_idempotency_key(session, user.id, key)
+    if stored is not None and stored.kind != kind:
+        raise IdempotencyKeyReused(
+            f"This Idempotency-Key was already used for a {stored.kind} prediction; send a new key."
+        )
+    return stored
 
 
 class ConsentRequired(EmotionAppError):
@@ -152,8 +175,13 @@ def analyse(
     text_summary: Mapping[str, Any] | None = None,
     strategy: str | None = None,
     weights: Mapping[str, float] | None = None,
+    idempotency_key: str | None = None,
 ) -> Prediction:
-    """Predict and store. ``kind`` is text/image/speech (one input) or multimodal (fusion)."""
+    """Predict and store. ``kind`` is text/image/speech (one input) or multimodal (fusion).
+
+    With an ``idempotency_key`` that a concurrent request stored first, the answer is that
+    request's prediction (the unique index decides; this one's result is not stored).
+    """
     require_consent(user, image=image is not None, audio=audio is not None)
     predictor = get_predictor(app)
     summaries: dict[str, dict[str, Any]] = {}
@@ -206,7 +234,14 @@ def analyse(
                 kept = _keep_upload(app, user, f"{name}-{media.summary.get('file_name') or name}", media)
                 summaries[modality]["kept_file"] = kept
 
-    prediction = store_prediction(session, user.id, kind, result, summaries)
+    try:
+        prediction = store_prediction(session, user.id, kind, result, summaries, idempotency_key=idempotency_key)
+    except IntegrityError:
+        session.rollback()
+        stored = replay(session, user, kind, idempotency_key)
+        if stored is None:
+            raise
+        return stored
     log.info(
         "event=prediction_stored prediction_id=%s user_id=%s kind=%s emotion=%s modalities=%s",
         prediction.id,

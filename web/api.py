@@ -8,6 +8,7 @@ their own. Every failure answers ``{"error": {"code", "message"}}``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -16,7 +17,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request, stream_
 from flask_login import current_user, login_user, logout_user
 from flask_wtf.csrf import generate_csrf
 
-from database.models import User
+from database.models import IDEMPOTENCY_KEY_LENGTH, User
 from database.session import get_database, get_session
 from inference.errors import EmotionAppError, InvalidInput
 from inference.labels import EMOTIONS, MODALITIES
@@ -192,43 +193,92 @@ def revoke_token(token_id: int) -> tuple[str, int]:
 
 
 # -- predictions ---------------------------------------------------------------------------
-def _stored(prediction: Any) -> tuple[Response, int]:
-    return _created(predictions.prediction_to_dict(prediction))
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_IDEMPOTENCY_KEY = re.compile(rf"[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_LENGTH}}}")
+
+
+def idempotency_key() -> str | None:
+    """The request's ``Idempotency-Key`` (1-64 visible ASCII characters), None when absent."""
+    value = request.headers.get(IDEMPOTENCY_HEADER)
+    if value is None:
+        return None
+    if not _IDEMPOTENCY_KEY.fullmatch(value.strip()):
+        raise InvalidInput(
+            f"{IDEMPOTENCY_HEADER} must be 1 to {IDEMPOTENCY_KEY_LENGTH} visible ASCII characters, e.g. a UUID.",
+            code="invalid_idempotency_key",
+        )
+    return value.strip()
+
+
+def _stored(prediction: Any, *, replayed: bool = False) -> tuple[Response, int]:
+    response, status = _created(predictions.prediction_to_dict(prediction))
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response, status
+
+
+def idempotent(kind: str) -> Callable[[F], F]:
+    """Answer a retried POST (same ``Idempotency-Key``) with the prediction already stored, before
+    any upload is read or model run; otherwise run the view with the key in ``g.idempotency_key``."""
+
+    def decorator(view: F) -> F:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            key = idempotency_key()
+            g.idempotency_key = key
+            stored = analysis.replay(get_session(), me(), kind, key)
+            if stored is not None:
+                return _stored(stored, replayed=True)
+            return view(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
 
 
 @bp.post("/predict/text")
 @auth_required
 @predict_rate_limit
+@idempotent("text")
 def predict_text() -> tuple[Response, int]:
     fields = form_or_json()
     text = check_text(fields.get("text"))
-    prediction = analysis.analyse(current_app, get_session(), me(), kind="text", text=text)
+    prediction = analysis.analyse(
+        current_app, get_session(), me(), kind="text", text=text, idempotency_key=g.idempotency_key
+    )
     return _stored(prediction)
 
 
 @bp.post("/predict/image")
 @auth_required
 @predict_rate_limit
+@idempotent("image")
 def predict_image() -> tuple[Response, int]:
     analysis.require_consent(me(), image=True, audio=False)
     image = read_upload("image", "face")
-    prediction = analysis.analyse(current_app, get_session(), me(), kind="image", image=image)
+    prediction = analysis.analyse(
+        current_app, get_session(), me(), kind="image", image=image, idempotency_key=g.idempotency_key
+    )
     return _stored(prediction)
 
 
 @bp.post("/predict/speech")
 @auth_required
 @predict_rate_limit
+@idempotent("speech")
 def predict_speech() -> tuple[Response, int]:
     analysis.require_consent(me(), image=False, audio=True)
     audio = read_upload("audio", "speech")
-    prediction = analysis.analyse(current_app, get_session(), me(), kind="speech", audio=audio)
+    prediction = analysis.analyse(
+        current_app, get_session(), me(), kind="speech", audio=audio, idempotency_key=g.idempotency_key
+    )
     return _stored(prediction)
 
 
 @bp.post("/predict/multimodal")
 @auth_required
 @predict_rate_limit
+@idempotent("multimodal")
 def predict_multimodal() -> tuple[Response, int]:
     fields = form_or_json()
     image = read_upload("image", "face", required=False) if "image" in request.files else None
@@ -255,6 +305,7 @@ def predict_multimodal() -> tuple[Response, int]:
         text=text,
         strategy=strategy,
         weights=weights,
+        idempotency_key=g.idempotency_key,
     )
     return _stored(prediction)
 
