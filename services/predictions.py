@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import and_, case, delete, exists, func, insert, or_, select, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, selectinload
@@ -556,11 +556,16 @@ def statistics(session: Session, user_id: int, args: Mapping[str, Any] | None = 
     if tally is None:
         return _statistics_from_rows(session, user_id, filters)
     t = UserDailyTally
-    by_day = session.execute(
-        select(t.day, t.emotion, func.sum(t.predictions), func.sum(t.confidence_sum))
-        .where(*tally)
-        .group_by(t.day, t.emotion)
+    # One row per day with the seven emotion counts as columns: the driver parses 1 row, not 7.
+    per_emotion = [func.sum(case((t.emotion == emotion, t.predictions), else_=0)) for emotion in EMOTIONS]
+    day_rows = session.execute(
+        select(t.day, func.sum(t.confidence_sum), *per_emotion).where(*tally).group_by(t.day)
     ).all()
+    by_day = [
+        (day, emotion, count, summed if index == 0 else 0.0)
+        for day, summed, *counts in day_rows
+        for index, (emotion, count) in enumerate(zip(EMOTIONS, counts, strict=True))
+    ]
     by_kind = session.execute(
         select(
             t.kind,
@@ -587,10 +592,10 @@ def _statistics_answer(day_rows: Any, by_kind: dict[str, int], by_modality: dict
     days: dict[str, dict[str, Any]] = {}
     for date_value, emotion, raw_count, summed in day_rows:
         count = int(raw_count or 0)
+        confidence_sum += float(summed or 0.0)
         if not count:
             continue
         total += count
-        confidence_sum += float(summed or 0.0)
         key = date_value.isoformat() if hasattr(date_value, "isoformat") else str(date_value)[:10]
         entry = days.setdefault(key, {"date": key, "count": 0, "by_emotion": dict.fromkeys(EMOTIONS, 0)})
         entry["count"] += count
