@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import and_, case, delete, exists, func, insert, or_, select, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, aliased, selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
 from database.models import (
@@ -441,12 +441,13 @@ def _conditions(user_id: int, filters: Mapping[str, Any]) -> list[Any]:
     if filters.get("date_to"):  # inclusive: the whole of that day
         conditions.append(Prediction.created_at < _day_start_utc(filters["date_to"] + dt.timedelta(days=1), filters))
     if filters.get("modality"):
+        used = aliased(ModalityResult)  # its own name, so a query that joins modality_results can use it too
         conditions.append(
             exists().where(
                 and_(
-                    ModalityResult.prediction_id == Prediction.id,
-                    ModalityResult.modality == filters["modality"],
-                    ModalityResult.status == STATUS_USED,
+                    used.prediction_id == Prediction.id,
+                    used.modality == filters["modality"],
+                    used.status == STATUS_USED,
                 )
             )
         )
