@@ -252,7 +252,15 @@ def seed(session: Any, user_id: int, rows: int, *, insert: Any, prediction: Any,
 
 
 # -- the server --------------------------------------------------------------------------------
-def start_gunicorn(url: str, redis_url: str, port: int, log_path: Path, extra_env: dict[str, str]) -> subprocess.Popen:
+def start_gunicorn(
+    url: str,
+    redis_url: str,
+    port: int,
+    log_path: Path,
+    *,
+    extra_env: dict[str, str] | None = None,
+    app_dir: Path = REPO,
+) -> subprocess.Popen:
     env = {
         **os.environ,
         "APP_ENV": "production",
@@ -264,12 +272,12 @@ def start_gunicorn(url: str, redis_url: str, port: int, log_path: Path, extra_en
         "GUNICORN_PORT": str(port),
         "AUTO_MIGRATE": "false",
         "LOG_FORMAT": "json",
-        **extra_env,
+        **(extra_env or {}),
     }
     gunicorn = Path(sys.executable).parent / "gunicorn"
     log = log_path.open("ab")
     process = subprocess.Popen(
-        [str(gunicorn), "-c", "gunicorn_config.py", "wsgi:app"], cwd=REPO, env=env, stdout=log, stderr=log
+        [str(gunicorn), "-c", "gunicorn_config.py", "wsgi:app"], cwd=app_dir, env=env, stdout=log, stderr=log
     )
     wait_ready(f"http://127.0.0.1:{port}", process)
     return process
@@ -402,6 +410,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated endpoint names (default: all)")
     parser.add_argument("--out", default=str(REPO / "test-output" / "load"))
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument(
+        "--app-dir",
+        default=str(REPO),
+        help="serve another checkout of the app (e.g. the previous release) on the same database, for before/after",
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk (scripts/setup.sh --dev does)")
@@ -413,7 +426,9 @@ def main(argv: list[str] | None = None) -> int:
         names = set(args.only.split(","))
         chosen = [e for e in chosen if e.name in names or e.name == "healthz"]
     reference_ms = model_reference()
-    process = start_gunicorn(args.database_url, args.redis_url, args.port, out / "gunicorn.log", {})
+    process = start_gunicorn(
+        args.database_url, args.redis_url, args.port, out / "gunicorn.log", app_dir=Path(args.app_dir)
+    )
     base = f"http://127.0.0.1:{args.port}"
     results: list[dict[str, Any]] = []
     try:
