@@ -137,8 +137,9 @@ def endpoints(export_day: str) -> list[Endpoint]:
 
 
 # -- database: users, tokens, 100k rows ----------------------------------------------------------
-def prepare_database(url: str, rows: int) -> dict[str, Any]:
-    """Migrate, create the two users and tokens, seed ``rows`` predictions for the history user."""
+def prepare_database(url: str, rows: int | None) -> dict[str, Any]:
+    """Migrate, create the two users and tokens, seed ``rows`` predictions for the history user
+    (None: leave its rows as they are)."""
     from sqlalchemy import delete, func, insert, select, text
     from sqlalchemy.engine import make_url
 
@@ -170,7 +171,7 @@ def prepare_database(url: str, rows: int) -> dict[str, Any]:
             tokens[f"{role}_id"] = user.id
         history_id = tokens["history_id"]
         have = session.scalar(select(func.count()).select_from(Prediction).where(Prediction.user_id == history_id))
-        if have != rows:
+        if rows is not None and have != rows:
             started = time.perf_counter()
             session.execute(
                 delete(ModalityResult).where(
@@ -277,7 +278,12 @@ def start_gunicorn(
     gunicorn = Path(sys.executable).parent / "gunicorn"
     log = log_path.open("ab")
     process = subprocess.Popen(
-        [str(gunicorn), "-c", "gunicorn_config.py", "wsgi:app"], cwd=app_dir, env=env, stdout=log, stderr=log
+        [str(gunicorn), "-c", "gunicorn_config.py", "wsgi:app"],
+        cwd=app_dir,
+        env=env,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,  # its own process group: a drill can kill the master and its workers at once
     )
     wait_ready(f"http://127.0.0.1:{port}", process)
     return process
