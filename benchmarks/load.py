@@ -329,6 +329,7 @@ def run_wrk(
         env["WRK_CONTENT_TYPE"] = endpoint.content_type
     if endpoint.idempotent:
         env["WRK_IDEMPOTENT"] = "1"
+        env["WRK_KEY_PREFIX"] = secrets.token_hex(8)
     threads = max(1, min(2, connections))
     command = [
         "wrk",
@@ -426,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("wrk is not installed: apt-get install wrk (scripts/setup.sh --dev does)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop gunicorn on the way out
     tokens = prepare_database(args.database_url, args.rows)
     chosen = endpoints(tokens["export_day"])
     if args.only:

@@ -24,6 +24,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -207,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the instances on the way out
     tokens = prepare_database(args.database_url, rows=None)
     counts = [int(n) for n in args.instances.split(",")]
     ports = [args.port + 1 + i for i in range(max(counts))]

@@ -1,12 +1,14 @@
 -- One request shape for wrk, from the environment (set by benchmarks/load.py):
 --   WRK_METHOD, WRK_BODY_FILE (raw body bytes), WRK_CONTENT_TYPE, WRK_TOKEN (bearer token),
---   WRK_IDEMPOTENT=1 (a fresh Idempotency-Key per request, so none is a replay).
+--   WRK_IDEMPOTENT=1 (a fresh Idempotency-Key per request, so none is a replay), WRK_KEY_PREFIX
+--   (unique per run, so no key repeats one of an earlier run).
 -- done() prints one line "WRKJSON {...}" with requests, seconds, status errors and latency
 -- percentiles in milliseconds, which load.py parses.
 local method = os.getenv("WRK_METHOD") or "GET"
 local token = os.getenv("WRK_TOKEN")
 local content_type = os.getenv("WRK_CONTENT_TYPE")
 local idempotent = os.getenv("WRK_IDEMPOTENT") == "1"
+local key_prefix = os.getenv("WRK_KEY_PREFIX") or tostring(os.time())
 local body = nil
 local body_file = os.getenv("WRK_BODY_FILE")
 if body_file and body_file ~= "" then
@@ -29,7 +31,7 @@ function request()
   if content_type and content_type ~= "" then headers["Content-Type"] = content_type end
   if idempotent then
     counter = counter + 1
-    headers["Idempotency-Key"] = string.format("wrk-%d-%d-%d", tid or 0, counter, math.random(1, 1000000000))
+    headers["Idempotency-Key"] = string.format("%s-%d-%d", key_prefix, tid or 0, counter)
   end
   return wrk.format(method, nil, headers, body)
 end
