@@ -75,7 +75,7 @@ def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes, str]]) 
     return out.getvalue(), f"multipart/form-data; boundary={boundary}"
 
 
-def endpoints(export_day: str) -> list[Endpoint]:
+def endpoints(export_day: str, deep_cursor: str) -> list[Endpoint]:
     image = (FIXTURES / "face_happy.png").read_bytes()
     audio = (FIXTURES / "speech_happy.wav").read_bytes()
     image_body, image_type = multipart({}, {"image": ("face.png", image, "image/png")})
@@ -125,6 +125,13 @@ def endpoints(export_day: str) -> list[Endpoint]:
         ),
         Endpoint("history", "`GET /api/predictions?per_page=20`", "GET", HISTORY_PATH, token="history"),
         Endpoint("history_deep", "`GET ...&page=2000`", "GET", HISTORY_PATH + "&page=2000", token="history"),
+        Endpoint(
+            "history_cursor",
+            "`GET ...&cursor=` (page 2000 by keyset)",
+            "GET",
+            f"{HISTORY_PATH}&cursor={deep_cursor}",
+            token="history",
+        ),
         Endpoint("statistics", "`GET /api/statistics`", "GET", "/api/statistics", token="history"),
         Endpoint(
             "export",
@@ -186,7 +193,17 @@ def prepare_database(url: str, rows: int | None) -> dict[str, Any]:
             session.commit()
             print(f"seeded {rows} predictions in {time.perf_counter() - started:.1f} s", flush=True)
         first = session.scalar(select(func.min(Prediction.created_at)).where(Prediction.user_id == history_id))
+        deep = session.execute(  # the row page 2,000 starts after, as a keyset cursor
+            select(Prediction.created_at, Prediction.id)
+            .where(Prediction.user_id == history_id)
+            .order_by(Prediction.created_at.desc(), Prediction.id.desc())
+            .offset(2000 * 20 - 21)
+            .limit(1)
+        ).first()
     database.dispose()
+    from services.predictions import encode_cursor
+
+    tokens["deep_cursor"] = encode_cursor(deep) if deep is not None else ""
     tokens["export_day"] = (first or utcnow()).date().isoformat()
     return tokens
 
@@ -429,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop gunicorn on the way out
     tokens = prepare_database(args.database_url, args.rows)
-    chosen = endpoints(tokens["export_day"])
+    chosen = endpoints(tokens["export_day"], tokens["deep_cursor"])
     if args.only:
         names = set(args.only.split(","))
         chosen = [e for e in chosen if e.name in names or e.name == "healthz"]
