@@ -521,20 +521,30 @@ def list_predictions(session: Session, user_id: int, args: Mapping[str, Any]) ->
     per_page = _positive_int(args.get("per_page"), "per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE)
     filters = parse_filters(args)
     conditions = _conditions(user_id, filters)
-    query = select(Prediction).where(*conditions)
+    # Two steps: the page's ids from the covering (user_id, created_at, id) index alone (no row
+    # is read for the rows skipped by an offset or a cursor), then those rows by primary key.
+    query = select(Prediction.id).where(*conditions)
     cursor = args.get("cursor")
     if cursor:
         moment, pid = _decode_cursor(str(cursor))
         query = query.where(
-            or_(Prediction.created_at < moment, and_(Prediction.created_at == moment, Prediction.id < pid))
+            Prediction.created_at <= moment,
+            or_(Prediction.created_at < moment, Prediction.id < pid),
         )
     else:
         query = query.offset((page - 1) * per_page)
-    rows = session.scalars(
-        query.order_by(Prediction.created_at.desc(), Prediction.id.desc())
-        .limit(per_page)
-        .options(selectinload(Prediction.modality_results))
-    ).all()
+    ids = session.scalars(query.order_by(Prediction.created_at.desc(), Prediction.id.desc()).limit(per_page)).all()
+    found = (
+        {
+            p.id: p
+            for p in session.scalars(
+                select(Prediction).where(Prediction.id.in_(ids)).options(selectinload(Prediction.modality_results))
+            )
+        }
+        if ids
+        else {}
+    )
+    rows = [found[i] for i in ids if i in found]
     total = count_predictions(session, user_id, filters)
     return {
         "items": [prediction_to_dict(p) for p in rows],
