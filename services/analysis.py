@@ -55,6 +55,15 @@ def replay(session: Session, user: User, kind: str, key: str | None) -> Predicti
     return stored
 
 
+#: Set on a prediction that an earlier request stored under the same key (the answer is a replay).
+_REPLAYED = "_moodlens_replayed"
+
+
+def is_replay(prediction: Prediction) -> bool:
+    """True when :func:`analyse` answered what an earlier request with the same key stored."""
+    return bool(getattr(prediction, _REPLAYED, False))
+
+
 class ConsentRequired(EmotionAppError):
     """Face and voice analysis need the user's recorded consent (EU AI Act, Art. 5(1)(f))."""
 
@@ -179,8 +188,9 @@ def analyse(
 ) -> Prediction:
     """Predict and store. ``kind`` is text/image/speech (one input) or multimodal (fusion).
 
-    With an ``idempotency_key`` that a concurrent request stored first, the answer is that
-    request's prediction (the unique index decides; this one's result is not stored).
+    With an ``idempotency_key`` the user already stored a prediction under (a retry, or a
+    concurrent twin), the answer is that prediction (:func:`is_replay` is true): the unique
+    index decides, and this request's result is not stored.
     """
     require_consent(user, image=image is not None, audio=audio is not None)
     predictor = get_predictor(app)
@@ -241,6 +251,7 @@ def analyse(
         stored = replay(session, user, kind, idempotency_key)
         if stored is None:
             raise
+        setattr(stored, _REPLAYED, True)
         return stored
     log.info(
         "event=prediction_stored prediction_id=%s user_id=%s kind=%s emotion=%s modalities=%s",

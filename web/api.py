@@ -210,36 +210,33 @@ def idempotency_key() -> str | None:
     return value.strip()
 
 
-def _stored(prediction: Any, *, replayed: bool = False) -> tuple[Response, int]:
+def _stored(prediction: Any) -> tuple[Response, int]:
     response, status = _created(predictions.prediction_to_dict(prediction))
-    if replayed:
+    if analysis.is_replay(prediction):
         response.headers["Idempotent-Replayed"] = "true"
     return response, status
 
 
-def idempotent(kind: str) -> Callable[[F], F]:
-    """Answer a retried POST (same ``Idempotency-Key``) with the prediction already stored, before
-    any upload is read or model run; otherwise run the view with the key in ``g.idempotency_key``."""
+def idempotent(view: F) -> F:
+    """Read the request's ``Idempotency-Key`` into ``g.idempotency_key`` (400 when malformed).
 
-    def decorator(view: F) -> F:
-        @wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            key = idempotency_key()
-            g.idempotency_key = key
-            stored = analysis.replay(get_session(), me(), kind, key)
-            if stored is not None:
-                return _stored(stored, replayed=True)
-            return view(*args, **kwargs)
+    No look-up before the model runs: retries are rare, so the unique index on (user, key)
+    decides when the prediction is stored, and a retry answers what the first try stored
+    (see :func:`services.analysis.analyse`) without a round trip on every request.
+    """
 
-        return wrapper  # type: ignore[return-value]
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        g.idempotency_key = idempotency_key()
+        return view(*args, **kwargs)
 
-    return decorator
+    return wrapper  # type: ignore[return-value]
 
 
 @bp.post("/predict/text")
 @auth_required
 @predict_rate_limit
-@idempotent("text")
+@idempotent
 def predict_text() -> tuple[Response, int]:
     fields = form_or_json()
     text = check_text(fields.get("text"))
@@ -252,7 +249,7 @@ def predict_text() -> tuple[Response, int]:
 @bp.post("/predict/image")
 @auth_required
 @predict_rate_limit
-@idempotent("image")
+@idempotent
 def predict_image() -> tuple[Response, int]:
     analysis.require_consent(me(), image=True, audio=False)
     image = read_upload("image", "face")
@@ -265,7 +262,7 @@ def predict_image() -> tuple[Response, int]:
 @bp.post("/predict/speech")
 @auth_required
 @predict_rate_limit
-@idempotent("speech")
+@idempotent
 def predict_speech() -> tuple[Response, int]:
     analysis.require_consent(me(), image=False, audio=True)
     audio = read_upload("audio", "speech")
@@ -278,7 +275,7 @@ def predict_speech() -> tuple[Response, int]:
 @bp.post("/predict/multimodal")
 @auth_required
 @predict_rate_limit
-@idempotent("multimodal")
+@idempotent
 def predict_multimodal() -> tuple[Response, int]:
     fields = form_or_json()
     image = read_upload("image", "face", required=False) if "image" in request.files else None
