@@ -80,7 +80,11 @@ def create_app(config: Mapping[str, Any] | None = None, *, registry: RecognizerR
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
 
     # Database: migrate first so a fresh SQLite file or compose database is usable at once.
-    database = db_session.Database(app.config["DATABASE_URL"], echo=app.config.get("DATABASE_ECHO", False))
+    database = db_session.Database(
+        app.config["DATABASE_URL"],
+        echo=app.config.get("DATABASE_ECHO", False),
+        options={key: app.config.get(key) for key in db_session.ENGINE_OPTIONS},
+    )
     if app.config.get("AUTO_MIGRATE"):
         from database.migrate import upgrade
 

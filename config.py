@@ -117,6 +117,14 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "INSTANCE_DIR": str(instance_dir),
         "DATABASE_URL": env.get("DATABASE_URL", "").strip() or default_database_url(instance_dir),
         "DATABASE_ECHO": _env_bool(env, "DATABASE_ECHO", False),
+        # Bounds on every MySQL/MariaDB wait, so an outage answers 503 quickly instead of hanging.
+        "DATABASE_CONNECT_TIMEOUT": _env_number(env, "DATABASE_CONNECT_TIMEOUT", 5, int),
+        "DATABASE_READ_TIMEOUT": _env_number(env, "DATABASE_READ_TIMEOUT", 30, int),
+        "DATABASE_WRITE_TIMEOUT": _env_number(env, "DATABASE_WRITE_TIMEOUT", 30, int),
+        "DATABASE_POOL_SIZE": _env_number(env, "DATABASE_POOL_SIZE", 5, int),
+        "DATABASE_POOL_TIMEOUT": _env_number(env, "DATABASE_POOL_TIMEOUT", 10, int),
+        # Seconds a client is told to wait (Retry-After) when the database is unreachable.
+        "DATABASE_RETRY_AFTER": _env_number(env, "DATABASE_RETRY_AFTER", 5, int),
         # Run `alembic upgrade head` when the app starts (SQLite development and compose).
         "AUTO_MIGRATE": _env_bool(env, "AUTO_MIGRATE", True),
         "MODELS_DIR": str(models_dir),

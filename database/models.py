@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     Boolean,
+    Date,
     DateTime,
     Double,
     ForeignKey,
@@ -83,7 +84,21 @@ class JSONText(TypeDecorator[Any]):
         return json.loads(value)
 
 
-__all__ = ["ApiToken", "Base", "Job", "JobItem", "ModalityResult", "Prediction", "Transcript", "User", "VideoTimeline"]
+__all__ = [
+    "ApiToken",
+    "Base",
+    "Job",
+    "JobItem",
+    "ModalityResult",
+    "Prediction",
+    "Transcript",
+    "User",
+    "UserDailyTally",
+    "VideoTimeline",
+]
+
+#: Longest Idempotency-Key a client may send (UUIDs and ULIDs fit with room to spare).
+IDEMPOTENCY_KEY_LENGTH = 64
 
 
 class Base(DeclarativeBase):
@@ -181,9 +196,12 @@ class Prediction(ProbabilityColumns, Base):
 
     __tablename__ = "predictions"
     __table_args__ = (
-        Index("ix_predictions_user_created", "user_id", "created_at"),
+        # Newest-first pages read (user_id, created_at, id) in index order, no sort, no row scan.
+        Index("ix_predictions_user_created_id", "user_id", "created_at", "id"),
         Index("ix_predictions_user_emotion_created", "user_id", "emotion", "created_at"),
         Index("ix_predictions_user_kind_created", "user_id", "kind", "created_at"),
+        # A retried POST with the same Idempotency-Key finds the prediction its first try stored.
+        Index("uq_predictions_user_idempotency_key", "user_id", "idempotency_key", unique=True),
         {**MYSQL_TABLE_ARGS, "sqlite_autoincrement": True},
     )
 
@@ -197,6 +215,7 @@ class Prediction(ProbabilityColumns, Base):
     fusion_weights: Mapped[Any | None] = mapped_column(JSONText, nullable=True)
     fusion_explanation: Mapped[Any | None] = mapped_column(JSONText, nullable=True)
     input_summary: Mapped[Any | None] = mapped_column(JSONText, nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(IDEMPOTENCY_KEY_LENGTH), nullable=True)
 
     modality_results: Mapped[list[ModalityResult]] = relationship(
         back_populates="prediction",
@@ -335,3 +354,22 @@ class Transcript(Base):
     model_version: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
     prediction: Mapped[Prediction] = relationship(back_populates="transcript")
+
+
+class UserDailyTally(Base):
+    """Per user, UTC day, kind and emotion: how many predictions, their confidence sum and how
+    many used each modality. Kept in step with ``predictions`` on every insert and delete, so
+    statistics and history totals cost O(days), not O(rows)."""
+
+    __tablename__ = "user_daily_tallies"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    emotion: Mapped[str] = mapped_column(String(16), primary_key=True)
+    predictions: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    confidence_sum: Mapped[float] = mapped_column(Double, nullable=False, default=0.0)
+    face_used: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    speech_used: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    text_used: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

@@ -11,7 +11,8 @@ dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
 system_packages=(ffmpeg)
-[ "$dev" = 1 ] && system_packages+=(chromium chromium-driver)
+# wrk drives `make loadtest`; nginx is the local proxy of the scale-out benchmark.
+[ "$dev" = 1 ] && system_packages+=(chromium chromium-driver wrk nginx-light)
 
 missing=()
 for pkg in "${system_packages[@]}"; do

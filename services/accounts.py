@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -313,16 +313,24 @@ def revoke_token(session: Session, user: User, token_id: int) -> ApiToken:
 
 
 def user_for_token(session: Session, value: str) -> User | None:
-    """The owner of an active token (and note its use), or None."""
-    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(value)))
-    if token is None or token.revoked_at is not None:
+    """The owner of an active token (and note its use), or None.
+
+    One query finds the token and its owner together; ``last_used_at`` is written at most
+    once a minute with a plain UPDATE (writing on every request would serialise API calls).
+    """
+    row = session.execute(
+        select(User, ApiToken.id, ApiToken.last_used_at)
+        .join(ApiToken, ApiToken.user_id == User.id)
+        .where(ApiToken.token_hash == hash_token(value), ApiToken.revoked_at.is_(None))
+    ).first()
+    if row is None:
         return None
+    user, token_id, last_used_at = row
     now = utcnow()
-    # Writing on every request would serialise API calls; a minute's precision is plenty.
-    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
-        token.last_used_at = now
+    if last_used_at is None or (now - last_used_at).total_seconds() > 60:
+        session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
         session.commit()
-    return session.get(User, token.user_id)
+    return user
 
 
 def token_to_dict(token: ApiToken) -> dict[str, Any]:

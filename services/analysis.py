@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from database.models import Prediction, User, utcnow
 from inference.errors import EmotionAppError, InvalidInput, ModelLoading, ModelUnavailable, UnusableInput
 from inference.registry import RecognizerRegistry
-from services.predictions import store_prediction
+from services.predictions import find_by_idempotency_key, store_prediction
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,37 @@ PREDICTOR_KEY = "moodlens_predictor"
 REGISTRY_KEY = "moodlens_registry"
 TRANSCRIBER_KEY = "moodlens_transcriber"
 _predictor_lock = threading.Lock()
+
+
+class IdempotencyKeyReused(EmotionAppError):
+    """The key already names a prediction of another kind: the client mixed up two requests."""
+
+    status = 409
+    code = "idempotency_key_reused"
+
+
+def replay(session: Session, user: User, kind: str, key: str | None) -> Prediction | None:
+    """The prediction an earlier request with this ``Idempotency-Key`` stored, or None.
+
+    A retry after a timeout or a 503 thus gets the stored answer, and nothing is stored twice.
+    """
+    if not key:
+        return None
+    stored = find_by_idempotency_key(session, user.id, key)
+    if stored is not None and stored.kind != kind:
+        raise IdempotencyKeyReused(
+            f"This Idempotency-Key was already used for a {stored.kind} prediction; send a new key."
+        )
+    return stored
+
+
+#: Set on a prediction that an earlier request stored under the same key (the answer is a replay).
+_REPLAYED = "_moodlens_replayed"
+
+
+def is_replay(prediction: Prediction) -> bool:
+    """True when :func:`analyse` answered what an earlier request with the same key stored."""
+    return bool(getattr(prediction, _REPLAYED, False))
 
 
 class ConsentRequired(EmotionAppError):
@@ -157,11 +189,16 @@ def analyse(
     transcribe: bool = False,
     transcript: Mapping[str, Any] | None = None,
     transcript_dropped: Mapping[str, str] | None = None,
+    idempotency_key: str | None = None,
 ) -> Prediction:
     """Predict and store. ``kind`` is text/image/speech (one input) or multimodal (fusion).
 
     With ``transcribe`` the recording's words become the text modality (unless a text is
     given: typed text wins) and the transcript is returned and stored with the prediction.
+
+    With an ``idempotency_key`` the user already stored a prediction under (a retry, or a
+    concurrent twin), the answer is that prediction (:func:`is_replay` is true): the unique
+    index decides, and this request's result is not stored.
     """
     require_consent(user, image=image is not None, audio=audio is not None)
     if transcribe:
@@ -227,7 +264,15 @@ def analyse(
         result = {**result, "transcript": transcript}
         if transcript_dropped is not None:
             result["dropped"] = {**(result.get("dropped") or {}), "text": transcript_dropped}
-    prediction = store_prediction(session, user.id, kind, result, summaries)
+    try:
+        prediction = store_prediction(session, user.id, kind, result, summaries, idempotency_key=idempotency_key)
+    except IntegrityError:
+        session.rollback()
+        stored = replay(session, user, kind, idempotency_key)
+        if stored is None:
+            raise
+        setattr(stored, _REPLAYED, True)
+        return stored
     log.info(
         "event=prediction_stored prediction_id=%s user_id=%s kind=%s emotion=%s modalities=%s",
         prediction.id,

@@ -440,6 +440,8 @@ def store_video(
     session: Any, user_id: int, result: Mapping[str, Any], video_summary: Mapping[str, Any], *, keep_thumbnails: bool
 ) -> Any:
     """Store a video result: a ``video`` prediction with its timeline row (thumbnails only when kept)."""
+    from sqlalchemy.orm.attributes import set_committed_value
+
     from database.models import VideoTimeline
     from services.predictions import store_prediction, to_jsonable
 
@@ -457,10 +459,14 @@ def store_video(
     }
     if keep_thumbnails:
         summary["thumbnails"] = result.get("thumbnails")
-    prediction.video_timeline = VideoTimeline(
-        steps=to_jsonable(result.get("timeline") or []), summary=to_jsonable(summary)
+    # store_prediction writes plain INSERTs and returns a detached prediction: the timeline row
+    # is added on its own (by key, so no cascade inserts the prediction twice), then attached.
+    timeline = VideoTimeline(
+        prediction_id=prediction.id, steps=to_jsonable(result.get("timeline") or []), summary=to_jsonable(summary)
     )
+    session.add(timeline)
     session.commit()
+    set_committed_value(prediction, "video_timeline", timeline)
     return prediction
 
 

@@ -39,6 +39,7 @@ TABLES = (
     "video_timelines",
     "transcripts",
     "modality_results",
+    "user_daily_tallies",
     "predictions",
     "api_tokens",
     "users",

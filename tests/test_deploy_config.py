@@ -121,7 +121,12 @@ def test_compose_runs_the_app_with_mysql_and_redis_after_a_healthy_database() ->
     assert services["db"]["image"].startswith("mysql:8")
     assert "healthcheck" in services["db"] and any("mysql" in v for v in services["db"]["volumes"])
     assert services["app"]["depends_on"]["db"]["condition"] == "service_healthy"
-    assert "alembic upgrade head" in " ".join(services["app"]["command"])
+    # one migration run before any replica starts, so `--scale app=3` never races on alembic
+    assert " ".join(services["migrate"]["command"]) == "alembic upgrade head"
+    assert services["migrate"]["depends_on"]["db"]["condition"] == "service_healthy"
+    assert services["app"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert "alembic" not in " ".join(services["app"]["command"])
+    assert services["app"]["environment"]["AUTO_MIGRATE"] == "false"
     env = services["app"]["environment"]
     assert env["RATELIMIT_STORAGE_URI"].startswith("redis://")
     assert "charset=utf8mb4" in env["DATABASE_URL"]

@@ -8,6 +8,7 @@ their own. Every failure answers ``{"error": {"code", "message"}}``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -16,7 +17,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request, stream_
 from flask_login import current_user, login_user, logout_user
 from flask_wtf.csrf import generate_csrf
 
-from database.models import User
+from database.models import IDEMPOTENCY_KEY_LENGTH, User
 from database.session import get_database, get_session
 from inference.errors import EmotionAppError, InvalidInput
 from inference.labels import EMOTIONS, MODALITIES
@@ -220,44 +221,96 @@ def _transcribe_flag(fields: Any = None) -> bool:
     raise InvalidInput("transcribe must be true or false.", code="invalid_transcribe")
 
 
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_IDEMPOTENCY_KEY = re.compile(rf"[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_LENGTH}}}")
+
+
+def idempotency_key() -> str | None:
+    """The request's ``Idempotency-Key`` (1-64 visible ASCII characters), None when absent."""
+    value = request.headers.get(IDEMPOTENCY_HEADER)
+    if value is None:
+        return None
+    if not _IDEMPOTENCY_KEY.fullmatch(value.strip()):
+        raise InvalidInput(
+            f"{IDEMPOTENCY_HEADER} must be 1 to {IDEMPOTENCY_KEY_LENGTH} visible ASCII characters, e.g. a UUID.",
+            code="invalid_idempotency_key",
+        )
+    return value.strip()
+
+
 def _stored(prediction: Any) -> tuple[Response, int]:
-    return _created(predictions.prediction_to_dict(prediction))
+    response, status = _created(predictions.prediction_to_dict(prediction))
+    if analysis.is_replay(prediction):
+        response.headers["Idempotent-Replayed"] = "true"
+    return response, status
+
+
+def idempotent(view: F) -> F:
+    """Read the request's ``Idempotency-Key`` into ``g.idempotency_key`` (400 when malformed).
+
+    No look-up before the model runs: retries are rare, so the unique index on (user, key)
+    decides when the prediction is stored, and a retry answers what the first try stored
+    (see :func:`services.analysis.analyse`) without a round trip on every request.
+    """
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        g.idempotency_key = idempotency_key()
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 @bp.post("/predict/text")
 @auth_required
 @predict_rate_limit
+@idempotent
 def predict_text() -> tuple[Response, int]:
     fields = form_or_json()
     text = check_text(fields.get("text"))
-    prediction = analysis.analyse(current_app, get_session(), me(), kind="text", text=text)
+    prediction = analysis.analyse(
+        current_app, get_session(), me(), kind="text", text=text, idempotency_key=g.idempotency_key
+    )
     return _stored(prediction)
 
 
 @bp.post("/predict/image")
 @auth_required
 @predict_rate_limit
+@idempotent
 def predict_image() -> tuple[Response, int]:
     analysis.require_consent(me(), image=True, audio=False)
     image = read_upload("image", "face")
-    prediction = analysis.analyse(current_app, get_session(), me(), kind="image", image=image)
+    prediction = analysis.analyse(
+        current_app, get_session(), me(), kind="image", image=image, idempotency_key=g.idempotency_key
+    )
     return _stored(prediction)
 
 
 @bp.post("/predict/speech")
 @auth_required
 @predict_rate_limit
+@idempotent
 def predict_speech() -> tuple[Response, int]:
     analysis.require_consent(me(), image=False, audio=True)
     transcribe = _transcribe_flag()
     audio = read_upload("audio", "speech")
-    prediction = analysis.analyse(current_app, get_session(), me(), kind="speech", audio=audio, transcribe=transcribe)
+    prediction = analysis.analyse(
+        current_app,
+        get_session(),
+        me(),
+        kind="speech",
+        audio=audio,
+        transcribe=transcribe,
+        idempotency_key=g.idempotency_key,
+    )
     return _stored(prediction)
 
 
 @bp.post("/predict/multimodal")
 @auth_required
 @predict_rate_limit
+@idempotent
 def predict_multimodal() -> tuple[Response, int]:
     fields = form_or_json()
     image = read_upload("image", "face", required=False) if "image" in request.files else None
@@ -288,6 +341,7 @@ def predict_multimodal() -> tuple[Response, int]:
         strategy=strategy,
         weights=weights,
         transcribe=transcribe,
+        idempotency_key=g.idempotency_key,
     )
     return _stored(prediction)
 

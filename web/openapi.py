@@ -41,7 +41,7 @@ PREDICT_ERRORS = {
     "413": _error("Upload, image, recording or text exceeds a limit."),
     "415": _error("The content is not a supported image/audio format (checked from the bytes)."),
     "422": _error("Unusable input: no face, silence, empty text, invalid fusion options."),
-    "503": _error("The modality's model is not installed: no prediction is made."),
+    "503": _error("The modality's model is not installed or loading, or the database is unreachable: retry later."),
 }
 
 
@@ -59,9 +59,22 @@ def _op(
         op["security"] = []
     if body is not None:
         op["requestBody"] = body
+    if "predict" in (tags or []):  # every prediction POST may be retried safely with its key
+        params = [*(params or []), IDEMPOTENCY_KEY]
+        op["responses"] = {**responses, "409": _error("`idempotency_key_reused`: the key named another kind.")}
     if params:
         op["parameters"] = params
     return op
+
+
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+    "description": "Retry safely: a request with a key this user already sent answers the prediction stored then "
+    "(header `Idempotent-Replayed: true`) instead of storing another.",
+}
 
 
 def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
@@ -407,6 +420,7 @@ def build_spec() -> dict[str, Any]:
                                 "per_page": {"type": "integer"},
                                 "total": {"type": "integer"},
                                 "pages": {"type": "integer"},
+                                "next_cursor": {"type": ["string", "null"], "description": "Pass as `cursor`."},
                             },
                         }
                     ),
@@ -416,6 +430,7 @@ def build_spec() -> dict[str, Any]:
                 params=[
                     _query("page", {"type": "integer", "minimum": 1}, "Page number (from 1)."),
                     _query("per_page", {"type": "integer", "minimum": 1, "maximum": 100}, "Items per page."),
+                    _query("cursor", {"type": "string"}, "The previous page's next_cursor: the rows right after it."),
                     *FILTERS,
                 ],
             )

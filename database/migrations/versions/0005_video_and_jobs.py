@@ -18,7 +18,7 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 revision: str = "0005_video_and_jobs"
-down_revision: str | None = "0002_session_token"
+down_revision: str | None = "0004_idempotency_key"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
