@@ -225,8 +225,8 @@ def analyse(
 
     if transcript is not None:
         result = {**result, "transcript": transcript}
-        if transcript_dropped is not None:
-            result["dropped"] = {**(result.get("dropped") or {}), "text": transcript_dropped}
+    if transcript_dropped is not None:
+        result = {**result, "dropped": {**(result.get("dropped") or {}), "text": transcript_dropped}}
     prediction = store_prediction(session, user.id, kind, result, summaries)
     log.info(
         "event=prediction_stored prediction_id=%s user_id=%s kind=%s emotion=%s modalities=%s",
