@@ -27,6 +27,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -306,6 +307,8 @@ class Job(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
     #: Seconds the finished items took in total (for the ETA of the rest).
     busy_seconds: Mapped[float] = mapped_column(Double, nullable=False, default=0.0)
+    #: Transcribe the recordings and clips (``transcribe=true``): the words join each result.
+    transcribe: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
 
     items: Mapped[list[JobItem]] = relationship(
         back_populates="job", cascade="all, delete-orphan", passive_deletes=True, order_by="JobItem.position"

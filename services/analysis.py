@@ -262,8 +262,8 @@ def analyse(
 
     if transcript is not None:
         result = {**result, "transcript": transcript}
-        if transcript_dropped is not None:
-            result["dropped"] = {**(result.get("dropped") or {}), "text": transcript_dropped}
+    if transcript_dropped is not None:
+        result = {**result, "dropped": {**(result.get("dropped") or {}), "text": transcript_dropped}}
     try:
         prediction = store_prediction(session, user.id, kind, result, summaries, idempotency_key=idempotency_key)
     except IntegrityError:

@@ -30,7 +30,15 @@ from sqlalchemy.orm import Session
 
 from database.models import JOB_FINISHED, PROBABILITY_COLUMNS, Job, JobItem, Prediction, User, utcnow
 from database.session import get_database
-from inference.errors import EmotionAppError, InputTooLarge, InvalidInput, UnsupportedMediaType, UnusableInput
+from inference.errors import (
+    EmotionAppError,
+    InputTooLarge,
+    InvalidInput,
+    ModelLoading,
+    ModelUnavailable,
+    UnsupportedMediaType,
+    UnusableInput,
+)
 from inference.labels import EMOTIONS
 from services.accounts import NotFound, database_id, isoformat
 
@@ -162,8 +170,13 @@ def _jobs_dir(app: Flask) -> Path:
     return Path(app.config["JOBS_DIR"])
 
 
-def create_job(app: Flask, session: Session, user: User, data: bytes, file_name: str) -> Job:
-    """Check and keep the upload, create the job row and queue it (the caller answers 202)."""
+def create_job(
+    app: Flask, session: Session, user: User, data: bytes, file_name: str, *, transcribe: bool = False
+) -> Job:
+    """Check and keep the upload, create the job row and queue it (the caller answers 202).
+
+    ``transcribe``: the recordings and clips are transcribed and their words fused like a
+    single prediction's (texts of a CSV are words already)."""
     from services.analysis import require_consent
     from services.queue import enqueue
 
@@ -188,6 +201,7 @@ def create_job(app: Flask, session: Session, user: User, data: bytes, file_name:
         file_name=(file_name or "")[:200] or None,
         upload_path=f"{user.id}/{path.name}",
         total=len(items),
+        transcribe=bool(transcribe),
     )
     session.add(job)
     session.commit()
@@ -254,6 +268,7 @@ def job_to_dict(session: Session, job: Job) -> dict[str, Any]:
         "progress": round(processed / job.total, 4) if job.total else 0.0,
         "eta_seconds": eta,
         "failures": [{"name": n, "code": c, "message": m} for n, c, m in failures],
+        "transcribe": bool(job.transcribe),
         "error": {"code": job.error_code, "message": job.error_message} if job.error_code else None,
         "created_at": isoformat(job.created_at),
         "started_at": isoformat(job.started_at),
@@ -267,12 +282,37 @@ def job_to_dict(session: Session, job: Job) -> dict[str, Any]:
 
 
 RESULTS_HEADER = (
-    ["item", "name", "prediction_id", "kind", "emotion", "confidence"] + [f"p_{e}" for e in EMOTIONS] + ["error"]
+    ["item", "name", "prediction_id", "kind", "emotion", "confidence"]
+    + [f"p_{e}" for e in EMOTIONS]
+    + ["error", "transcript", "transcript_note"]
 )
 
 
+def _transcript_notes(session: Session, prediction_ids: list[int]) -> dict[int, tuple[str, str]]:
+    """``{prediction id: (transcript text, why the words were left out)}`` for the job's predictions."""
+    from database.models import ModalityResult, Transcript
+
+    if not prediction_ids:
+        return {}
+    notes: dict[int, tuple[str, str]] = {}
+    for prediction_id, text in session.execute(
+        select(Transcript.prediction_id, Transcript.text).where(Transcript.prediction_id.in_(prediction_ids))
+    ):
+        notes[prediction_id] = (text or "", "")
+    for prediction_id, code, message in session.execute(
+        select(ModalityResult.prediction_id, ModalityResult.error_code, ModalityResult.error_message).where(
+            ModalityResult.prediction_id.in_(prediction_ids),
+            ModalityResult.modality == "text",
+            ModalityResult.error_code.is_not(None),
+        )
+    ):
+        notes[prediction_id] = (notes.get(prediction_id, ("", ""))[0], f"{code}: {message}")
+    return notes
+
+
 def results_csv(session: Session, job: Job) -> Iterator[str]:
-    """One row per finished item, in upload order: its prediction or its error."""
+    """One row per finished item, in upload order: its prediction or its error, and the words
+    heard in it (``transcript``) or why they were left out (``transcript_note``)."""
     from services.predictions import spreadsheet_safe
 
     buffer = io.StringIO()
@@ -285,15 +325,16 @@ def results_csv(session: Session, job: Job) -> Iterator[str]:
         .where(JobItem.job_id == job.id)
         .order_by(JobItem.position)
     ).all()
+    notes = _transcript_notes(session, [p.id for _, p in rows if p is not None])
     for item, prediction in rows:
         row: list[Any] = [item.position + 1, item.name]
         if prediction is not None:
             row += [prediction.id, prediction.kind, prediction.emotion, f"{prediction.confidence:.6g}"]
             row += [f"{getattr(prediction, c):.6g}" for c in PROBABILITY_COLUMNS]
-            row += [""]
+            row += ["", *notes.get(prediction.id, ("", ""))]
         else:
             error = f"{item.error_code}: {item.error_message}" if item.error_code else "prediction deleted"
-            row += ["", "", "", ""] + [""] * len(EMOTIONS) + [error]
+            row += ["", "", "", ""] + [""] * len(EMOTIONS) + [error, "", ""]
         writer.writerow([spreadsheet_safe(v) for v in row])
     yield buffer.getvalue()
 
@@ -350,11 +391,19 @@ def _analyse_member(app: Flask, session: Session, user: User, *, job: Job, item:
     media = analysis.MediaInput(data=data, summary=summary)
     if kind == "video":
         strategy = analysis.fusion_offer(app)[0]
-        prediction, _ = video.analyse_upload(app, session, user, media, strategy=strategy)
+        prediction, _ = video.analyse_upload(app, session, user, media, strategy=strategy, transcribe=job.transcribe)
         return prediction
     if kind == "image":
         return analysis.analyse(app, session, user, kind="image", image=media)
-    return analysis.analyse(app, session, user, kind="speech", audio=media)
+    if job.transcribe:
+        try:
+            analysis.get_transcriber(app)
+        except ModelLoading:
+            raise  # the job waits and is retried, as for a recogniser that is loading
+        except ModelUnavailable as exc:  # switched off or refused: the voice answers, the reason is kept
+            reason = {"code": exc.code, "message": f"The words were not transcribed: {exc.message}"}
+            return analysis.analyse(app, session, user, kind="speech", audio=media, transcript_dropped=reason)
+    return analysis.analyse(app, session, user, kind="speech", audio=media, transcribe=job.transcribe)
 
 
 def _read_member(archive: zipfile.ZipFile, item: Item, limit: int) -> bytes:

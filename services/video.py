@@ -449,6 +449,9 @@ def store_video(
     for modality in ("face", "speech"):
         if modality in (result.get("individual_results") or {}) or modality in (result.get("dropped") or {}):
             summaries[modality] = dict(video_summary)
+    if "text" in (result.get("individual_results") or {}) or "text" in (result.get("dropped") or {}):
+        words = (result.get("transcript") or {}).get("text") or ""
+        summaries["text"] = {"source": "transcript", "characters": len(words)}
     prediction = store_prediction(session, user_id, "video", result, summaries, commit=False)
     summary = {
         "counts": result.get("counts"),
@@ -493,24 +496,36 @@ def analyse_upload(
     *,
     strategy: str,
     weights: Mapping[str, float] | None = None,
+    transcribe: bool = False,
 ) -> tuple[Any, dict[str, Any]]:
     """Consent check, analysis and storage of one uploaded clip: ``(prediction, result)``.
 
+    With ``transcribe`` the clip's words join its timeline and its overall result
+    (services/video_words.py) and the transcript is stored with the prediction; a server
+    without a transcriber answers from face and voice and says why the words are missing.
     The clip itself stays in memory unless KEEP_UPLOADS is on (then it is kept like any
     upload, and so are the frame thumbnails).
     """
     from services.analysis import _keep_upload, get_predictor, recognizer_options, require_consent
+    from services.video_words import ClipWords, add_words, words_for_clip
 
     require_consent(user, image=True, audio=True)
     keep = bool(app.config.get("KEEP_UPLOADS"))
+    predictor = get_predictor(app)
+    words = words_for_clip(app, predictor, strategy=strategy, weights=weights) if transcribe else None
     result = analyse_video(
-        get_predictor(app),
+        predictor,
         clip.data,
         VideoSettings.from_config(app.config),
         strategy=strategy,
         weights=weights,
         options={"face": recognizer_options(app, "face")},
+        step_annotators=[words] if isinstance(words, ClipWords) else (),
     )
+    if isinstance(words, ClipWords):
+        result = add_words(result, words, predictor.fusion)
+    elif words is not None:  # no transcriber here: face and voice answer, and the reason is given
+        result = {**result, "dropped": {**(result.get("dropped") or {}), "text": words}}
     summary = {**clip.summary, **{k: v for k, v in result["video"].items() if v is not None}}
     if keep:
         summary["kept_file"] = _keep_upload(app, user, f"video-{clip.summary.get('file_name') or 'clip'}", clip)

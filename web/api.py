@@ -357,8 +357,9 @@ def predict_video() -> tuple[Response, int]:
     strategy = fields.get("strategy") or analysis.fusion_offer(current_app)[0]
     if not isinstance(strategy, str):
         raise InvalidInput("strategy must be a string.", code="invalid_fusion_options")
+    transcribe = _transcribe_flag(fields)
     prediction, result = video.analyse_upload(
-        current_app, get_session(), me(), clip, strategy=strategy, weights=parse_weights(fields)
+        current_app, get_session(), me(), clip, strategy=strategy, weights=parse_weights(fields), transcribe=transcribe
     )
     payload = predictions.prediction_to_dict(prediction)
     payload["video"] = {**(video.video_to_dict(prediction) or {}), "thumbnails": result.get("thumbnails") or []}
@@ -374,7 +375,8 @@ def create_job() -> tuple[Response, int]:
     upload = request.files.get("file")
     if upload is None:
         raise InvalidInput("Send a ZIP or CSV as multipart/form-data field 'file'.", code="missing_file")
-    job = jobs.create_job(current_app, get_session(), me(), upload.read(), upload.filename or "")
+    transcribe = _transcribe_flag(form_or_json())
+    job = jobs.create_job(current_app, get_session(), me(), upload.read(), upload.filename or "", transcribe=transcribe)
     response = jsonify(jobs.job_to_dict(get_session(), job))
     response.headers["Location"] = f"/api/jobs/{job.id}"
     return response, 202

@@ -107,6 +107,18 @@ TRANSCRIBE_FIELD = {
     "description": "Transcribe the recording: its words become the text modality (English; a typed text wins). "
     "503 transcriber_unavailable when the server has no transcriber.",
 }
+VIDEO_TRANSCRIBE_FIELD = {
+    "type": "string",
+    "enum": ["true", "false"],
+    "description": "Transcribe the clip's audio (default false): the words join the timeline steps and the clip's "
+    "result. Without a transcriber the clip is still answered and text is dropped with its reason.",
+}
+JOB_TRANSCRIBE_FIELD = {
+    "type": "string",
+    "enum": ["true", "false"],
+    "description": "Transcribe the recordings and clips (default false); results.csv gets transcript and "
+    "transcript_note.",
+}
 FILTERS = [
     _query("emotion", {"type": "string", "enum": list(EMOTIONS)}, "Only this final emotion."),
     _query("modality", {"type": "string", "enum": list(MODALITIES)}, "Only predictions that used this modality."),
@@ -336,7 +348,11 @@ def build_spec() -> dict[str, Any]:
                 "VIDEO_HOP_SECONDS, fused per step and overall. Without an audio track or a face in any frame the "
                 "other modality answers alone and the missing one is reported as dropped with its reason. Stored as "
                 "kind `video`; the answer's `video` object carries the timeline and the sampled frames as "
-                "thumbnails (not stored unless KEEP_UPLOADS).",
+                "thumbnails (not stored unless KEEP_UPLOADS). With transcribe=true the audio is transcribed once: "
+                "each step gets `words` (text, text probabilities, gated_out when neutral words were left out) "
+                "and is fused with them, the clip gets a `text` result and a stored `transcript`; without a "
+                "transcriber the clip is answered from face and voice and text is dropped with "
+                "`transcriber_unavailable`.",
                 {"201": PREDICTION_CREATED, **PREDICT_ERRORS},
                 tags=["predict"],
                 body=_multipart(
@@ -344,6 +360,7 @@ def build_spec() -> dict[str, Any]:
                         "video": FILE,
                         "strategy": {"type": "string", "enum": list(STRATEGIES)},
                         "weights": {"type": "string", "description": 'JSON object, e.g. {"face": 0.6, "speech": 0.4}'},
+                        "transcribe": VIDEO_TRANSCRIBE_FIELD,
                     },
                     ["video"],
                 ),
@@ -354,13 +371,15 @@ def build_spec() -> dict[str, Any]:
                 "Queue a batch job: a ZIP of images, voice recordings and video clips (needs consent), or a CSV "
                 "of texts (column `text`, optional `id`), multipart field `file`, up to JOB_MAX_UPLOAD_MB. "
                 "Up to JOB_MAX_ITEMS items; "
-                "ZIP bombs, unsafe names, nested archives and non-media files are refused per item or per job.",
+                "ZIP bombs, unsafe names, nested archives and non-media files are refused per item or per job. "
+                "With transcribe=true recordings and clips are transcribed and their words fused; without a "
+                "transcriber the items keep their voice/face result and results.csv's transcript_note says why.",
                 {
                     "202": _json({"$ref": "#/components/schemas/Job"}, "Queued; poll the Location URL."),
                     **PREDICT_ERRORS,
                 },
                 tags=["jobs"],
-                body=_multipart({"file": FILE}, ["file"]),
+                body=_multipart({"file": FILE, "transcribe": JOB_TRANSCRIBE_FIELD}, ["file"]),
             ),
             "get": _op(
                 "The user's jobs, newest first (at most 50).",
@@ -397,7 +416,8 @@ def build_spec() -> dict[str, Any]:
         },
         "/api/jobs/{job_id}/results.csv": {
             "get": _op(
-                "One row per finished item: name, prediction id, kind, emotion, confidence, 7 probabilities, error.",
+                "One row per finished item: name, prediction id, kind, emotion, confidence, 7 probabilities, error, "
+                "transcript (the words heard, with transcribe=true) and transcript_note (why they were left out).",
                 {
                     "200": {"description": "CSV file.", "content": {"text/csv": {"schema": {"type": "string"}}}},
                     "404": _error("Not found."),
@@ -642,7 +662,8 @@ def _schemas() -> dict[str, Any]:
                 "video": {
                     "type": ["object", "null"],
                     "description": "Only for kind video: timeline steps (time, start, end, face, voice, fused "
-                    "probabilities or null with face_status/voice_status), counts, model_versions, thumbnails.",
+                    "probabilities or null with face_status/voice_status; words {text, probabilities, gated_out} "
+                    "when transcribed), counts, model_versions, thumbnails.",
                 },
             },
         },
@@ -660,6 +681,7 @@ def _schemas() -> dict[str, Any]:
                 "progress": {"type": "number"},
                 "eta_seconds": {"type": ["number", "null"]},
                 "failures": {"type": "array", "items": {"type": "object"}},
+                "transcribe": {"type": "boolean", "description": "Recordings and clips are transcribed."},
                 "error": {"type": ["object", "null"]},
                 "created_at": {"type": "string", "format": "date-time"},
                 "started_at": {"type": ["string", "null"], "format": "date-time"},

@@ -50,6 +50,7 @@
       }
       const body = new FormData();
       body.append("file", file, file.name);
+      if (document.getElementById("job-transcribe").checked) body.append("transcribe", "true");
       statusText.textContent = "Uploading…";
       try {
         const job = await M.api("POST", "/api/jobs", { form: body });

@@ -64,7 +64,15 @@
     return canvas;
   }
 
+  /* The words heard in a step (a transcribed clip): the text and how the text model read it. */
+  function words(step) {
+    if (!step.words) return "—";
+    const reading = best(step.words.probabilities) + (step.words.gated_out ? ", left out: neutral words" : "");
+    return "“" + step.words.text + "” (" + reading + ")";
+  }
+
   function table(steps) {
+    const transcribed = steps.some((step) => "words" in step);
     const t = el("table", { class: "timeline-table" });
     t.appendChild(el("caption", { class: "visually-hidden", text: "The emotion at every time step" }));
     t.appendChild(
@@ -73,8 +81,9 @@
           el("th", { scope: "col", text: "Time (s)" }),
           el("th", { scope: "col", text: "Face" }),
           el("th", { scope: "col", text: "Voice" }),
+          transcribed ? el("th", { scope: "col", text: "Words" }) : null,
           el("th", { scope: "col", text: "Fused" }),
-        ]),
+        ].filter(Boolean)),
       ])
     );
     const body = el("tbody");
@@ -84,8 +93,9 @@
           el("td", { text: Number(step.start).toFixed(1) + "–" + Number(step.end).toFixed(1) }),
           el("td", { text: step.face ? best(step.face) : step.face_status || "no face" }),
           el("td", { text: step.voice ? best(step.voice) : step.voice_status || "no voice" }),
+          transcribed ? el("td", { class: "timeline-words", text: words(step) }) : null,
           el("td", { text: step.emotion || "—" }),
-        ])
+        ].filter(Boolean))
       );
     });
     t.appendChild(body);

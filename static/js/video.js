@@ -132,6 +132,8 @@
     }
     const body = new FormData();
     body.append("video", clip.blob, clip.name);
+    const transcribe = form.querySelector(".transcribe-switch input");
+    if (transcribe && transcribe.checked && !transcribe.disabled) body.append("transcribe", "true");
     submitBtn.disabled = true;
     form.setAttribute("aria-busy", "true");
     status.className = "status busy";

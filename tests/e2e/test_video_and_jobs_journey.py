@@ -87,6 +87,7 @@ def test_a_new_user_records_a_video_and_sees_the_timeline(page: Any, live_server
     css(page, "#video-record-stop").click()
     wait_for(page, lambda d: css(d, "#video-form").get_attribute("data-ready") == "true", 20)
     assert "Recorded" in text_of(page, "#video-chosen")
+    assert css(page, "#video-transcribe").is_selected(), "the video tab transcribes by default"
     css(page, "#video-submit").click()
 
     def done(d: Any) -> Any:
@@ -110,7 +111,11 @@ def test_a_new_user_records_a_video_and_sees_the_timeline(page: Any, live_server
         c.get_attribute("data-modality"): c.get_attribute("data-status")
         for c in css_all(page, "#result .modality-card")
     }
-    assert statuses == {"face": "used", "speech": "used"}
+    assert statuses == {"face": "used", "speech": "used", "text": "used"}  # the fake microphone speaks
+    words = page.execute_script(
+        "return Array.from(document.querySelectorAll('#result .timeline-words')).map((c) => c.textContent).join(' ')"
+    )
+    assert "door" in words.lower(), words
     check_page(page, "31-video-timeline")
 
     prediction_id = css(page, "#result").get_attribute("data-prediction-id")
