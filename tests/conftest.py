@@ -33,7 +33,7 @@ from inference.labels import EMOTIONS
 from inference.registry import RecognizerRegistry
 
 MARIADB_URL = os.environ.get("TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test?charset=utf8mb4")
-TABLES = ("modality_results", "predictions", "api_tokens", "users")
+TABLES = ("modality_results", "predictions", "api_tokens", "login_sessions", "users")
 PASSWORD = "Correct-horse-42"
 
 

@@ -100,6 +100,7 @@ def register() -> tuple[Response, int]:
     user = accounts.register_user(
         get_session(), body.get("email"), body.get("password"), body.get("name"), consent=body.get("consent") is True
     )
+    accounts.start_login_session(get_session(), user)
     login_user(user)
     return _created({"user": accounts.user_to_dict(user)})
 
@@ -109,14 +110,28 @@ def register() -> tuple[Response, int]:
 def login() -> Response:
     body = json_body()
     user = accounts.authenticate(get_session(), body.get("email"), body.get("password"))
+    accounts.start_login_session(get_session(), user)
     login_user(user, remember=body.get("remember") is True)
     return jsonify({"user": accounts.user_to_dict(user)})
 
 
 @bp.post("/logout")
 def logout() -> Response:
+    """End this login session server-side: a copy of its cookies no longer works either."""
+    if current_user.is_authenticated and not g.get("auth_via_token"):
+        accounts.end_login_session(get_session(), me())
     logout_user()
     return jsonify({"logged_out": True})
+
+
+@bp.post("/logout/all")
+@auth_required
+def logout_everywhere() -> Response:
+    """End every login session of the account (all browsers, all remember cookies); tokens stay."""
+    ended = accounts.end_all_login_sessions(get_session(), me())
+    if not g.get("auth_via_token"):
+        logout_user()
+    return jsonify({"logged_out": True, "sessions_ended": ended})
 
 
 @bp.get("/user/profile")
