@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, aliased, selectinload
 
 from database.models import (
     KINDS,
@@ -367,12 +367,15 @@ def _conditions(user_id: int, filters: Mapping[str, Any]) -> list[Any]:
     if filters.get("date_to"):  # inclusive: the whole of that day
         conditions.append(Prediction.created_at < _day_start_utc(filters["date_to"] + dt.timedelta(days=1), filters))
     if filters.get("modality"):
+        # An alias of its own: the statistics query selects ModalityResult too, and the plain
+        # class would be auto-correlated to it (an EXISTS with no FROM clause: a 500).
+        used = aliased(ModalityResult)
         conditions.append(
             exists().where(
                 and_(
-                    ModalityResult.prediction_id == Prediction.id,
-                    ModalityResult.modality == filters["modality"],
-                    ModalityResult.status == STATUS_USED,
+                    used.prediction_id == Prediction.id,
+                    used.modality == filters["modality"],
+                    used.status == STATUS_USED,
                 )
             )
         )
