@@ -166,12 +166,13 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "WEB_CONCURRENCY": _env_number(env, "WEB_CONCURRENCY", 2, int),
         "JSON_SORT_KEYS": False,
     }
-    check_rate_limit_storage(settings)
     return settings
 
 
 def check_rate_limit_storage(settings: Mapping[str, Any]) -> None:
     """Refuse a per-process rate-limit store where several processes serve (limits would multiply).
+
+    Called by ``create_app`` (after its overrides) and by gunicorn's master before it forks.
 
     With ``memory://`` every gunicorn worker counts on its own, so two workers let through
     twice every limit (20 logins through "10 per minute"). Production with more than one

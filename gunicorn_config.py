@@ -34,10 +34,11 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 
 def on_starting(server: object) -> None:
     """Migrate once in the master, then tell the workers not to."""
-    from config import build_config, load_dotenv_file
+    from config import build_config, check_rate_limit_storage, load_dotenv_file
 
     load_dotenv_file()
     settings = build_config()
+    check_rate_limit_storage(settings)  # a clear error before any worker starts
     if settings["AUTO_MIGRATE"]:
         from database.migrate import upgrade
 
