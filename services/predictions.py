@@ -274,12 +274,18 @@ TIME_ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,2}")
 
 
 def _parse_date(value: Any, name: str) -> dt.date | None:
-    if value in (None, ""):
+    """A YYYY-MM-DD date between FIRST_DATE and LAST_DATE (the spec's pattern), or None when absent.
+
+    An empty value (``date_to=``) is refused like any other malformed one: the spec says "a date".
+    """
+    if value is None:
         return None
     try:
-        date = dt.date.fromisoformat(str(value))
+        date = dt.date.fromisoformat(str(value)) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(value)) else None
     except ValueError:
-        raise InvalidInput(f"{name} must be a date like 2026-01-31.", code="invalid_filter") from None
+        date = None
+    if date is None:
+        raise InvalidInput(f"{name} must be a date like 2026-01-31.", code="invalid_filter")
     # MySQL/MariaDB DATETIME starts at year 1000, and date_to is searched up to the next day.
     if not FIRST_DATE <= date <= LAST_DATE:
         raise InvalidInput(

@@ -119,7 +119,8 @@ def nginx_port(gunicorn_port: int, tmp_path_factory: pytest.TempPathFactory) -> 
         server = server.replace("${" + name + "}", value)
     (folder / "moodlens.conf").write_text(server)
     user = "user root;\n" if os.geteuid() == 0 else ""
-    temp = "".join(f"    {kind}_temp_path {folder / kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    temp = "".join(f"    {kind}_temp_path {folder / kind};\n" for kind in kinds)
     (folder / "nginx.conf").write_text(
         f"{user}daemon off;\nworker_processes 1;\npid {folder / 'nginx.pid'};\nerror_log {folder / 'error.log'} warn;\n"
         "events { worker_connections 256; }\n"
