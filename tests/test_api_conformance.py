@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import Api
+from tests.conftest import Api, assert_error
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 EXAMPLES_PER_OPERATION = 5
@@ -84,3 +84,76 @@ def test_every_operation_answers_as_documented(bearer_app: tuple[Any, str]) -> N
     print(f"conformance: {len(calls)} calls over {len(set(calls))} operations, {len(failures)} failures")
     assert len(set(calls)) == len(operations), "every operation was called"
     assert failures == [], "\n".join(failures)
+
+
+# -- the decisions the earlier probe asked for, one by one ------------------------------------
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("POST", "/api/tokens"),
+        ("POST", "/api/predict/text"),
+        ("PUT", "/api/user/consent"),
+        ("PATCH", "/api/user/profile"),
+        ("DELETE", "/api/user"),
+        ("POST", "/api/logout/all"),
+    ],
+)
+def test_anonymous_writes_answer_401_before_the_csrf_check(api: Api, method: str, url: str) -> None:
+    """Before: 400 csrf_failed, where the spec and README say 401."""
+    response = api.request(method, url, csrf=False, json={})
+    assert_error(response, 401, "unauthorized")
+
+
+def test_writes_that_need_no_login_still_need_the_csrf_token(api: Api) -> None:
+    assert_error(api.post("/api/login", csrf=False, json={"email": "a@b.cd", "password": "x"}), 400, "csrf_failed")
+
+
+def test_a_null_token_name_is_refused(user_api: Api) -> None:
+    """Before: ``{"name": null}`` made a token called "API token" (201) though the spec says a string."""
+    error = assert_error(user_api.post("/api/tokens", json={"name": None}), 400, "invalid_request")
+    assert "name" in error["message"]
+    assert user_api.post("/api/tokens", json={}).status_code == 201  # leaving it out is fine
+
+
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [
+        ("/api/user/consent", {"consent": "yes"}),
+        ("/api/login", {"email": ["ada@example.com"], "password": "x"}),
+        ("/api/user/profile", {"name": 42}),
+        ("/api/predict/text", {"text": None}),
+    ],
+)
+def test_json_bodies_of_the_wrong_shape_are_a_clear_400(user_api: Api, url: str, body: dict[str, Any]) -> None:
+    method = {"/api/user/consent": "PUT", "/api/user/profile": "PATCH"}.get(url, "POST")
+    assert_error(user_api.request(method, url, json=body), 400)
+
+
+@pytest.mark.parametrize("query", ["date_to=", "date_from=", "date_from=&date_to=2026-01-01", "date_to=2026-1-1"])
+def test_empty_or_malformed_dates_are_refused(user_api: Api, query: str) -> None:
+    """Before: an empty ``date_to=`` was taken as "no filter"; the spec says it is a date."""
+    for url in ("/api/predictions", "/api/statistics", "/api/predictions/export.csv"):
+        assert_error(user_api.get(f"{url}?{query}"), 400, "invalid_filter")
+
+
+def test_the_spec_states_the_date_range_and_every_json_operation_documents_415(app: Any) -> None:
+    import re
+
+    from web.openapi import build_spec
+
+    spec = build_spec()
+    dates = [
+        p["schema"]
+        for operation in spec["paths"]["/api/predictions"].values()
+        for p in operation["parameters"]
+        if p["name"] in {"date_from", "date_to"}
+    ]
+    pattern = re.compile(dates[0]["pattern"])
+    assert pattern.match("1000-01-01") and pattern.match("9998-12-31") and pattern.match("2026-03-01")
+    assert not pattern.match("0999-12-31") and not pattern.match("9999-01-01") and not pattern.match("")
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if "application/json" in operation.get("requestBody", {}).get("content", {}):
+                assert "415" in operation["responses"], f"{method.upper()} {path}"
+    response = Api(app.test_client()).post("/api/login", data="email=a", content_type="text/plain")
+    assert_error(response, 415)
