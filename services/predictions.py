@@ -294,17 +294,22 @@ def _parse_date(value: Any, name: str) -> dt.date | None:
     return date
 
 
+def _choice(args: Mapping[str, Any], name: str, allowed: tuple[str, ...]) -> str | None:
+    """One of ``allowed`` (any case), None when absent; an empty ``emotion=`` is refused as the spec says."""
+    value = args.get(name)
+    if value is None:
+        return None
+    choice = str(value).strip().lower()
+    if choice not in allowed:
+        raise InvalidInput(f"{name} must be one of {', '.join(allowed)}.", code="invalid_filter")
+    return choice
+
+
 def parse_filters(args: Mapping[str, Any]) -> dict[str, Any]:
-    """Validated history filters from query arguments (400 on bad values)."""
-    emotion = (args.get("emotion") or "").strip().lower() or None
-    if emotion is not None and emotion not in EMOTIONS:
-        raise InvalidInput(f"emotion must be one of {', '.join(EMOTIONS)}.", code="invalid_filter")
-    modality = (args.get("modality") or "").strip().lower() or None
-    if modality is not None and modality not in MODALITIES:
-        raise InvalidInput(f"modality must be one of {', '.join(MODALITIES)}.", code="invalid_filter")
-    kind = (args.get("kind") or "").strip().lower() or None
-    if kind is not None and kind not in KINDS:
-        raise InvalidInput(f"kind must be one of {', '.join(KINDS)}.", code="invalid_filter")
+    """Validated history filters from query arguments (400 on bad values, empty ones included)."""
+    emotion = _choice(args, "emotion", EMOTIONS)
+    modality = _choice(args, "modality", MODALITIES)
+    kind = _choice(args, "kind", KINDS)
     date_from = _parse_date(args.get("date_from"), "date_from")
     date_to = _parse_date(args.get("date_to"), "date_to")
     if date_from and date_to and date_from > date_to:
