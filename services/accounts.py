@@ -228,8 +228,20 @@ def _reset_failures(session: Session, user: User, now: dt.datetime, *, login: bo
 
 # -- login sessions ------------------------------------------------------------------------
 def start_login_session(session: Session, user: User) -> str:
-    """A new login session row for ``user`` (committed); its id goes into ``user.get_id()``."""
-    row = LoginSession(id=new_login_session_id(), user_id=user.id, created_at=utcnow())
+    """A new login session row for ``user`` (committed); its id goes into ``user.get_id()``.
+
+    Rows of the account older than the longest a cookie can live (the remember cookie's
+    duration, 365 days by default) are deleted on the way: no cookie can name them any more.
+    """
+    from flask import current_app
+
+    now = utcnow()
+    longest = current_app.config.get("REMEMBER_COOKIE_DURATION") or dt.timedelta(days=365)
+    if not isinstance(longest, dt.timedelta):
+        longest = dt.timedelta(seconds=int(longest))
+    stale = delete(LoginSession).where(LoginSession.user_id == user.id, LoginSession.created_at < now - longest)
+    session.execute(stale)
+    row = LoginSession(id=new_login_session_id(), user_id=user.id, created_at=now)
     session.add(row)
     session.commit()
     user.login_session_id = row.id

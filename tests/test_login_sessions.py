@@ -110,3 +110,20 @@ def _page_csrf(client: Any, path: str) -> str:
 
     page = client.get(path).get_data(as_text=True)
     return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+
+
+def test_a_login_removes_the_accounts_sessions_no_cookie_can_name_any_more(app: Any, api: Api) -> None:
+    import datetime as dt
+
+    from sqlalchemy import func, select, update
+
+    from database.models import LoginSession
+    from database.session import get_database
+
+    api.register()
+    with get_database(app).session() as session:  # the registration's session, dated beyond a remember cookie
+        session.execute(update(LoginSession).values(created_at=dt.datetime(2020, 1, 1)))
+        session.commit()
+    assert Api(app.test_client()).login().status_code == 200
+    with get_database(app).session() as session:
+        assert session.scalar(select(func.count()).select_from(LoginSession)) == 1
