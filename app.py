@@ -26,7 +26,7 @@ from inference.labels import MODALITIES
 from inference.registry import RecognizerRegistry
 from security import init_security, limiter, login_manager
 from services import accounts
-from services.analysis import REGISTRY_KEY
+from services.analysis import REGISTRY_KEY, preload_transcriber
 from web import context
 from web.errors import json_error, register_error_handlers, wants_json
 from web.logs import configure_logging, init_request_logging
@@ -81,7 +81,11 @@ def create_app(config: Mapping[str, Any] | None = None, *, registry: RecognizerR
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
 
     # Database: migrate first so a fresh SQLite file or compose database is usable at once.
-    database = db_session.Database(app.config["DATABASE_URL"], echo=app.config.get("DATABASE_ECHO", False))
+    database = db_session.Database(
+        app.config["DATABASE_URL"],
+        echo=app.config.get("DATABASE_ECHO", False),
+        options={key: app.config.get(key) for key in db_session.ENGINE_OPTIONS},
+    )
     if app.config.get("AUTO_MIGRATE"):
         from database.migrate import upgrade
 
@@ -90,7 +94,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, registry: RecognizerR
 
     app.extensions[REGISTRY_KEY] = registry or build_registry(app.config["MODELS_DIR"])
     if app.config.get("PRELOAD_MODELS"):
-        app.extensions[REGISTRY_KEY].start_loading(lambda: _preload_fusion(app))
+        app.extensions[REGISTRY_KEY].start_loading(lambda: _preload_fusion(app), lambda: preload_transcriber(app))
 
     init_request_logging(app)  # before security, so even CSRF/limit failures carry a request id
     init_security(app)

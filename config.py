@@ -107,6 +107,9 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
 
     max_upload_mb = _env_number(env, "MAX_UPLOAD_MB", 20, float)
     secure_cookies = _env_bool(env, "SESSION_COOKIE_SECURE", production)
+    compute_type = env.get("TRANSCRIBE_COMPUTE_TYPE", "int8").strip().lower() or "int8"
+    if compute_type not in {"int8", "float32"}:
+        raise ConfigError(f"TRANSCRIBE_COMPUTE_TYPE must be int8 or float32, not {compute_type!r}")
     settings: dict[str, Any] = {
         "APP_ENV": app_env,
         "TESTING": app_env == "testing",
@@ -114,6 +117,14 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "INSTANCE_DIR": str(instance_dir),
         "DATABASE_URL": env.get("DATABASE_URL", "").strip() or default_database_url(instance_dir),
         "DATABASE_ECHO": _env_bool(env, "DATABASE_ECHO", False),
+        # Bounds on every MySQL/MariaDB wait, so an outage answers 503 quickly instead of hanging.
+        "DATABASE_CONNECT_TIMEOUT": _env_number(env, "DATABASE_CONNECT_TIMEOUT", 5, int),
+        "DATABASE_READ_TIMEOUT": _env_number(env, "DATABASE_READ_TIMEOUT", 30, int),
+        "DATABASE_WRITE_TIMEOUT": _env_number(env, "DATABASE_WRITE_TIMEOUT", 30, int),
+        "DATABASE_POOL_SIZE": _env_number(env, "DATABASE_POOL_SIZE", 5, int),
+        "DATABASE_POOL_TIMEOUT": _env_number(env, "DATABASE_POOL_TIMEOUT", 10, int),
+        # Seconds a client is told to wait (Retry-After) when the database is unreachable.
+        "DATABASE_RETRY_AFTER": _env_number(env, "DATABASE_RETRY_AFTER", 5, int),
         # Run `alembic upgrade head` when the app starts (SQLite development and compose).
         "AUTO_MIGRATE": _env_bool(env, "AUTO_MIGRATE", True),
         "MODELS_DIR": str(models_dir),
@@ -126,10 +137,30 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "MAX_TEXT_CHARS": _env_number(env, "MAX_TEXT_CHARS", 5000, int),
         "MAX_IMAGE_PIXELS": _env_number(env, "MAX_IMAGE_PIXELS", 40_000_000, int),
         "KEEP_UPLOADS": _env_bool(env, "KEEP_UPLOADS", False),
+        # Video clips: longest clip, face frames sampled per second, voice window and hop (seconds).
+        "MAX_VIDEO_SECONDS": _env_number(env, "MAX_VIDEO_SECONDS", 60, float),
+        "VIDEO_FACE_FPS": _env_number(env, "VIDEO_FACE_FPS", 2, float),
+        "VIDEO_WINDOW_SECONDS": _env_number(env, "VIDEO_WINDOW_SECONDS", 2, float),
+        "VIDEO_HOP_SECONDS": _env_number(env, "VIDEO_HOP_SECONDS", 1, float),
+        # Batch jobs: the task queue (Huey) runs them in a worker process. A redis:// URL uses
+        # Redis (compose); empty uses a SQLite queue file in the instance folder (make run).
+        "JOBS_BROKER_URL": env.get("JOBS_BROKER_URL", "").strip(),
+        # Run jobs inside the request instead of a worker (tests and one-off scripts only).
+        "JOBS_IMMEDIATE": _env_bool(env, "JOBS_IMMEDIATE", False),
+        "JOBS_DIR": str(Path(env.get("JOBS_DIR") or instance_dir / "jobs")),
+        "JOB_MAX_ITEMS": _env_number(env, "JOB_MAX_ITEMS", 500, int),
+        "JOB_MAX_UPLOAD_MB": _env_number(env, "JOB_MAX_UPLOAD_MB", 200, float),
+        # Largest total of the files inside a job's ZIP, and the largest compression ratio of one file.
+        "JOB_MAX_UNPACKED_MB": _env_number(env, "JOB_MAX_UNPACKED_MB", 500, float),
+        "JOB_MAX_RATIO": _env_number(env, "JOB_MAX_RATIO", 100, float),
         "READYZ_ALLOW_LOAD": _env_bool(env, "READYZ_ALLOW_LOAD", False),
         # Load every bundled model in the background as the process starts (after gunicorn's fork),
         # so the first request does not pay for it; /readyz answers 200 once they are loaded.
         "PRELOAD_MODELS": _env_bool(env, "PRELOAD_MODELS", True),
+        # Transcripts: Whisper-base turns a recording's words into the text modality (transcribe=true).
+        "TRANSCRIBE_ENABLED": _env_bool(env, "TRANSCRIBE_ENABLED", True),
+        "TRANSCRIBE_COMPUTE_TYPE": compute_type,
+        "TRANSCRIBE_BEAM_SIZE": max(1, _env_number(env, "TRANSCRIBE_BEAM_SIZE", 5, int)),
         "UPLOADS_DIR": str(Path(env.get("UPLOADS_DIR") or instance_dir / "uploads")),
         # Security
         "BCRYPT_ROUNDS": _env_number(env, "BCRYPT_ROUNDS", 12, int),

@@ -59,7 +59,7 @@ def run(repeats: int = 50) -> dict[str, Any]:
         timings.append((time.perf_counter() - started) * 1000.0)
         cpu_timings.append((time.process_time() - cpu_started) * 1000.0)
     return {
-        "benchmark": "face: JPEG decode + Haar detection + crop + TFLite inference, 640x480 photo",
+        "benchmark": "face: JPEG decode + Haar detection + crop + ONNX Runtime inference, 640x480 photo",
         "repeats": repeats,
         "model": recognizer.model_name,
         "load_ms": round(load_ms, 1),

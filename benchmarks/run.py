@@ -18,7 +18,7 @@ import platform
 import sys
 from pathlib import Path
 
-BENCHMARKS = ("face", "speech", "text")
+BENCHMARKS = ("face", "speech", "text", "video")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

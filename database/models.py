@@ -16,6 +16,8 @@ import secrets
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
+    Date,
     DateTime,
     Double,
     ForeignKey,
@@ -41,7 +43,7 @@ MYSQL_TABLE_ARGS: dict[str, str] = {
 #: Column names of the seven probabilities, in EMOTIONS order.
 PROBABILITY_COLUMNS: tuple[str, ...] = tuple(f"p_{emotion}" for emotion in EMOTIONS)
 
-KINDS: tuple[str, ...] = ("text", "image", "speech", "multimodal")
+KINDS: tuple[str, ...] = ("text", "image", "speech", "multimodal", "video")
 STATUS_USED = "used"
 STATUS_DROPPED = "dropped"
 
@@ -82,7 +84,22 @@ class JSONText(TypeDecorator[Any]):
         return json.loads(value)
 
 
-__all__ = ["ApiToken", "Base", "LoginSession", "ModalityResult", "Prediction", "User"]
+__all__ = [
+    "ApiToken",
+    "Base",
+    "Job",
+    "JobItem",
+    "LoginSession",
+    "ModalityResult",
+    "Prediction",
+    "Transcript",
+    "User",
+    "UserDailyTally",
+    "VideoTimeline",
+]
+
+#: Longest Idempotency-Key a client may send (UUIDs and ULIDs fit with room to spare).
+IDEMPOTENCY_KEY_LENGTH = 64
 
 
 class Base(DeclarativeBase):
@@ -206,9 +223,12 @@ class Prediction(ProbabilityColumns, Base):
 
     __tablename__ = "predictions"
     __table_args__ = (
-        Index("ix_predictions_user_created", "user_id", "created_at"),
+        # Newest-first pages read (user_id, created_at, id) in index order, no sort, no row scan.
+        Index("ix_predictions_user_created_id", "user_id", "created_at", "id"),
         Index("ix_predictions_user_emotion_created", "user_id", "emotion", "created_at"),
         Index("ix_predictions_user_kind_created", "user_id", "kind", "created_at"),
+        # A retried POST with the same Idempotency-Key finds the prediction its first try stored.
+        Index("uq_predictions_user_idempotency_key", "user_id", "idempotency_key", unique=True),
         {**MYSQL_TABLE_ARGS, "sqlite_autoincrement": True},
     )
 
@@ -222,12 +242,21 @@ class Prediction(ProbabilityColumns, Base):
     fusion_weights: Mapped[Any | None] = mapped_column(JSONText, nullable=True)
     fusion_explanation: Mapped[Any | None] = mapped_column(JSONText, nullable=True)
     input_summary: Mapped[Any | None] = mapped_column(JSONText, nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(IDEMPOTENCY_KEY_LENGTH), nullable=True)
 
     modality_results: Mapped[list[ModalityResult]] = relationship(
         back_populates="prediction",
         cascade="all, delete-orphan",
         passive_deletes=True,
         order_by="ModalityResult.id",
+    )
+    #: Only for kind "video": the per-step timeline (read on demand, never in history lists).
+    video_timeline: Mapped[VideoTimeline | None] = relationship(
+        back_populates="prediction", cascade="all, delete-orphan", passive_deletes=True, uselist=False, lazy="select"
+    )
+    #: What was said in the recording, when the user asked for a transcript (personal data, like a typed text).
+    transcript: Mapped[Transcript | None] = relationship(
+        back_populates="prediction", cascade="all, delete-orphan", passive_deletes=True, uselist=False
     )
 
 
@@ -256,3 +285,118 @@ class ModalityResult(ProbabilityColumns, Base):
     error_message: Mapped[str | None] = mapped_column(String(500), nullable=True)
 
     prediction: Mapped[Prediction] = relationship(back_populates="modality_results")
+
+
+class VideoTimeline(Base):
+    """A video prediction's timeline: per step face/voice/fused probabilities and the counts."""
+
+    __tablename__ = "video_timelines"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    prediction_id: Mapped[int] = mapped_column(
+        ForeignKey("predictions.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    steps: Mapped[Any] = mapped_column(JSONText, nullable=False)
+    summary: Mapped[Any | None] = mapped_column(JSONText, nullable=True)
+
+    prediction: Mapped[Prediction] = relationship(back_populates="video_timeline")
+
+
+JOB_STATUSES: tuple[str, ...] = ("queued", "running", "done", "failed", "cancelled")
+JOB_FINISHED: frozenset[str] = frozenset({"done", "failed", "cancelled"})
+
+
+class Job(Base):
+    """A batch of files (ZIP) or texts (CSV) analysed in the background by the task queue."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_user_created", "user_id", "created_at"),
+        Index("ix_jobs_status", "status"),
+        {**MYSQL_TABLE_ARGS, "sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="queued")
+    source: Mapped[str] = mapped_column(String(8), nullable=False)  # zip or csv
+    file_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    #: The upload inside JOBS_DIR until the job ends (relative path; None once deleted).
+    upload_path: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    total: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    done: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    failed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, nullable=False, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(Timestamp, nullable=True)
+    #: Seconds the finished items took in total (for the ETA of the rest).
+    busy_seconds: Mapped[float] = mapped_column(Double, nullable=False, default=0.0)
+
+    items: Mapped[list[JobItem]] = relationship(
+        back_populates="job", cascade="all, delete-orphan", passive_deletes=True, order_by="JobItem.position"
+    )
+
+
+class JobItem(Base):
+    """One finished item of a job: its prediction, or the reason it failed. Written as soon as it is done."""
+
+    __tablename__ = "job_items"
+    __table_args__ = (
+        Index("uq_job_items_job_position", "job_id", "position", unique=True),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    position: Mapped[int] = mapped_column(Integer, nullable=False)
+    name: Mapped[str] = mapped_column(String(255), nullable=False)
+    prediction_id: Mapped[int | None] = mapped_column(ForeignKey("predictions.id", ondelete="SET NULL"), nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    seconds: Mapped[float] = mapped_column(Double, nullable=False, default=0.0)
+
+    job: Mapped[Job] = relationship(back_populates="items")
+
+
+class Transcript(Base):
+    """The words of a prediction's recording (Whisper): stored, shown, exported and deleted with it."""
+
+    __tablename__ = "transcripts"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    prediction_id: Mapped[int] = mapped_column(
+        ForeignKey("predictions.id", ondelete="CASCADE"), nullable=False, unique=True
+    )
+    text: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    language: Mapped[str] = mapped_column(String(16), nullable=False)
+    language_probability: Mapped[float | None] = mapped_column(Double, nullable=True)
+    duration_seconds: Mapped[float | None] = mapped_column(Double, nullable=True)
+    segments: Mapped[Any | None] = mapped_column(JSONText, nullable=True)
+    #: Whether the words were the text modality (False: explicit text won, other language, no words).
+    used_as_text: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    model_name: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    model_version: Mapped[str | None] = mapped_column(String(100), nullable=True)
+
+    prediction: Mapped[Prediction] = relationship(back_populates="transcript")
+
+
+class UserDailyTally(Base):
+    """Per user, UTC day, kind and emotion: how many predictions, their confidence sum and how
+    many used each modality. Kept in step with ``predictions`` on every insert and delete, so
+    statistics and history totals cost O(days), not O(rows)."""
+
+    __tablename__ = "user_daily_tallies"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    emotion: Mapped[str] = mapped_column(String(16), primary_key=True)
+    predictions: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    confidence_sum: Mapped[float] = mapped_column(Double, nullable=False, default=0.0)
+    face_used: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    speech_used: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    text_used: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

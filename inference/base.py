@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from inference.errors import ModelUnavailable
-from inference.labels import EMOTIONS, NUM_EMOTIONS
+from inference.labels import EMOTIONS, NUM_EMOTIONS, EmotionProbabilities
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ CARD_FILE = "card.json"
 
 
 @dataclass(frozen=True)
-class Prediction:
+class Prediction(EmotionProbabilities):
     """One modality's answer: 7 probabilities in :data:`EMOTIONS` order plus context."""
 
     modality: str
@@ -53,9 +53,6 @@ class Prediction:
     @property
     def confidence(self) -> float:
         return float(max(self.probabilities))
-
-    def probabilities_dict(self) -> dict[str, float]:
-        return {emotion: float(p) for emotion, p in zip(EMOTIONS, self.probabilities, strict=True)}
 
     def to_dict(self) -> dict[str, Any]:
         return {

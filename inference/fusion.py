@@ -39,7 +39,7 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,7 @@ import numpy as np
 
 from inference.calibration import TEMPERATURES_FILE, load_temperatures, temperature_scale
 from inference.errors import EmotionAppError, ModelUnavailable
-from inference.labels import EMOTIONS, MODALITIES, NUM_EMOTIONS
+from inference.labels import EMOTIONS, MODALITIES, NUM_EMOTIONS, EmotionProbabilities
 
 STRATEGIES: tuple[str, ...] = ("calibrated", "weighted", "adaptive", "voting", "stacker")
 DEFAULT_STRATEGY = "calibrated"
@@ -123,7 +123,7 @@ def resolve_weights(weights: Mapping[str, Any] | None, modalities: Iterable[str]
 
 # -- results -----------------------------------------------------------------------------
 @dataclass(frozen=True)
-class FusionResult:
+class FusionResult(EmotionProbabilities):
     """The fused answer plus the explanation the API stores and shows."""
 
     strategy: str
@@ -132,9 +132,6 @@ class FusionResult:
     confidence: float
     weights: dict[str, float]
     explanation: dict[str, Any] = field(default_factory=dict)
-
-    def probabilities_dict(self) -> dict[str, float]:
-        return {emotion: float(p) for emotion, p in zip(EMOTIONS, self.probabilities, strict=True)}
 
     def to_dict(self) -> dict[str, Any]:
         """The ``fusion`` object of the API: strategy, base weights and explanation."""
@@ -195,36 +192,22 @@ def _zero_weight_split(
 
 
 # -- the strategies as pure functions ----------------------------------------------------
-def fuse_weighted(
-    probabilities: Mapping[str, Sequence[float]], weights: Mapping[str, Any] | None = None
+def _linear_pool(
+    strategy: str,
+    probabilities: Mapping[str, Sequence[float]],
+    weights: Mapping[str, Any] | None,
+    *,
+    raw_weights: Callable[[dict[str, float], dict[str, np.ndarray]], Mapping[str, float]],
+    method: str,
+    explain: Callable[[dict[str, np.ndarray]], dict[str, Any]] | None = None,
 ) -> FusionResult:
-    """Base weights renormalised over the modalities present; a linear pool."""
+    """The weighted and adaptive strategies: a linear pool whose per-modality weights
+    (``raw_weights`` of the base weights and probabilities) are renormalised over the modalities used."""
     probs = _check_probabilities(probabilities)
     base = resolve_weights(weights, probs)
     used, gated = _zero_weight_split(probs, base)
-    total = sum(base[m] for m in used)
-    effective = {m: base[m] / total for m in used}
-    fused = sum(effective[m] * probs[m] for m in used)
-    explanation = {
-        "used": used,
-        "effective_weights": _rounded(effective),
-        "gated_out": gated,
-        "base_weights": _rounded({m: base[m] for m in probs}),
-        "method": "fixed base weights renormalised over the modalities present",
-    }
-    return _result("weighted", fused, {m: base[m] for m in probs}, explanation)
-
-
-def fuse_adaptive(
-    probabilities: Mapping[str, Sequence[float]], weights: Mapping[str, Any] | None = None
-) -> FusionResult:
-    """``base weight x confidence`` (top probability), on uncalibrated probabilities."""
-    probs = _check_probabilities(probabilities)
-    base = resolve_weights(weights, probs)
-    used, gated = _zero_weight_split(probs, base)
-    confidences = {m: float(probs[m].max()) for m in probs}
-    raw = {m: base[m] * confidences[m] for m in used}
-    total = sum(raw.values())
+    raw = raw_weights({m: base[m] for m in probs}, probs)
+    total = sum(raw[m] for m in used)
     effective = {m: raw[m] / total for m in used}
     fused = sum(effective[m] * probs[m] for m in used)
     explanation = {
@@ -232,10 +215,37 @@ def fuse_adaptive(
         "effective_weights": _rounded(effective),
         "gated_out": gated,
         "base_weights": _rounded({m: base[m] for m in probs}),
-        "confidences": _rounded(confidences),
-        "method": "base weight x confidence, normalised; no calibration",
+        **(explain(probs) if explain else {}),
+        "method": method,
     }
-    return _result("adaptive", fused, {m: base[m] for m in probs}, explanation)
+    return _result(strategy, fused, {m: base[m] for m in probs}, explanation)
+
+
+def fuse_weighted(
+    probabilities: Mapping[str, Sequence[float]], weights: Mapping[str, Any] | None = None
+) -> FusionResult:
+    """Base weights renormalised over the modalities present; a linear pool."""
+    return _linear_pool(
+        "weighted",
+        probabilities,
+        weights,
+        raw_weights=lambda base, _probs: base,
+        method="fixed base weights renormalised over the modalities present",
+    )
+
+
+def fuse_adaptive(
+    probabilities: Mapping[str, Sequence[float]], weights: Mapping[str, Any] | None = None
+) -> FusionResult:
+    """``base weight x confidence`` (top probability), on uncalibrated probabilities."""
+    return _linear_pool(
+        "adaptive",
+        probabilities,
+        weights,
+        raw_weights=lambda base, probs: {m: base[m] * float(probs[m].max()) for m in base},
+        method="base weight x confidence, normalised; no calibration",
+        explain=lambda probs: {"confidences": _rounded({m: float(probs[m].max()) for m in probs})},
+    )
 
 
 def missing_temperature_error(missing: Sequence[str], *, file_missing: bool = False) -> ModelUnavailable:
@@ -563,8 +573,34 @@ class FusionEngine:
         probabilities: Mapping[str, Sequence[float] | np.ndarray],
         strategy: Any = DEFAULT_STRATEGY,
         weights: Mapping[str, Any] | None = None,
+        *,
+        spoken_text: bool = False,
     ) -> FusionResult:
-        """Fuse ``{modality: 7 probabilities}`` with ``strategy``."""
+        """Fuse ``{modality: 7 probabilities}`` with ``strategy``.
+
+        ``spoken_text``: the text is the transcript of the voice recording. Words the text model
+        reads as neutral then carry no emotional content rather than evidence of a neutral mood
+        ("Dogs are sitting by the door" shouted in anger), so they are left out and the voice
+        (and face) decide; words with an emotion are fused as usual.
+        """
+        if spoken_text and "text" in probabilities and len(probabilities) > 1:
+            words = np.asarray(probabilities["text"], dtype=np.float64).reshape(-1)
+            if words.shape == (NUM_EMOTIONS,) and EMOTIONS[int(np.argmax(words))] == "neutral":
+                rest = {m: p for m, p in probabilities.items() if m != "text"}
+                result = self._fuse(rest, strategy, weights)
+                result.explanation.setdefault("gated_out", {})["text"] = (
+                    "the spoken words read as neutral: words without emotion say nothing about how they were said, "
+                    "so the voice decides"
+                )
+                return result
+        return self._fuse(probabilities, strategy, weights)
+
+    def _fuse(
+        self,
+        probabilities: Mapping[str, Sequence[float] | np.ndarray],
+        strategy: Any = DEFAULT_STRATEGY,
+        weights: Mapping[str, Any] | None = None,
+    ) -> FusionResult:
         name = validate_strategy(strategy)
         if name == "calibrated":
             resolve_weights(weights)  # a malformed option is the client's error, whatever is installed

@@ -15,3 +15,13 @@ def emotion_index(label: str) -> int:
         return EMOTIONS.index(label)
     except ValueError:
         raise ValueError(f"unknown emotion {label!r}; expected one of {', '.join(EMOTIONS)}") from None
+
+
+class EmotionProbabilities:
+    """Mixin for the typed results (a modality's ``Prediction``, a ``FusionResult``) that hold
+    ``probabilities`` in :data:`EMOTIONS` order: one place turns them into a label -> value map."""
+
+    probabilities: tuple[float, ...]
+
+    def probabilities_dict(self) -> dict[str, float]:
+        return {emotion: float(p) for emotion, p in zip(EMOTIONS, self.probabilities, strict=True)}

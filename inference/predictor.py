@@ -94,8 +94,11 @@ class MultimodalEmotionPredictor:
         strategy: str = DEFAULT_STRATEGY,
         weights: Mapping[str, float] | None = None,
         options: Mapping[str, Mapping[str, Any]] | None = None,
+        spoken_text: bool = False,
     ) -> dict[str, Any]:
         """Run every given modality, drop the ones that fail, fuse the rest with ``strategy``.
+
+        ``spoken_text``: ``text`` is the transcript of ``audio`` (see :meth:`FusionEngine.fuse`).
 
         Options are validated before any model runs. One given modality that fails raises its
         own error; several that all fail raise ``UnusableInput(code="no_usable_modality")``.
@@ -152,7 +155,9 @@ class MultimodalEmotionPredictor:
             error.dropped = dropped  # type: ignore[attr-defined]  # for callers that store the reasons
             raise error
 
-        fused = self.fusion.fuse({m: p.probabilities for m, p in predictions.items()}, strategy, weights)
+        fused = self.fusion.fuse(
+            {m: p.probabilities for m, p in predictions.items()}, strategy, weights, spoken_text=spoken_text
+        )
         used_modalities = [m for m in MODALITIES if m in predictions]
         return {
             "emotion": fused.label,

@@ -20,7 +20,6 @@ from inference.labels import NUM_EMOTIONS
 from inference.onnx_session import open_session
 from preprocessing.audio import (
     DEFAULT_MAX_SECONDS,
-    N_FEATURES,
     TARGET_RATE,
     DecodedAudio,
     FeatureStats,
@@ -63,8 +62,13 @@ class SpeechRecognizer(Recognizer):
             )
         self._input_name = inputs[0].name
         self._session = session
-        session.run(None, {self._input_name: np.zeros((1, 64, N_FEATURES), np.float32)})  # first run allocates
-        warm_up_decoding()  # so the first recording costs what later ones do
+        # One clip-sized pass through features and graph (ONNX Runtime plans each new input
+        # length; the MFCC filters are built once), so the first recording costs what later ones do.
+        seconds = np.arange(4 * TARGET_RATE, dtype=np.float32) / TARGET_RATE
+        tone = (0.1 * np.sin(2 * np.pi * 220.0 * seconds)).astype(np.float32)
+        frames = standardise(mfcc_features(tone, TARGET_RATE), self._stats)
+        session.run(None, {self._input_name: pad_frames([frames])})
+        warm_up_decoding()
 
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         probabilities, attention = self._session.run(None, {self._input_name: batch})

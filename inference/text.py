@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from inference.base import CARD_FILE, Recognizer
+from inference.batching import MicroBatcher
 from inference.calibration import softmax
 from inference.errors import ModelUnavailable, UnusableInput
 from inference.labels import NUM_EMOTIONS
@@ -85,6 +86,8 @@ class TextRecognizer(Recognizer):
         self._class_log_bias = np.zeros(NUM_EMOTIONS)
         self._tokenizer: Any = None
         self._special: tuple[int, int, int] = (0, 0, 0)
+        # Concurrent requests of one worker share one graph call (inference/batching.py).
+        self._batcher: MicroBatcher[str, tuple[np.ndarray, int, int]] = MicroBatcher(self._classify_each)
 
     def is_available(self) -> bool:
         """The graph is not needed when a ``forward`` replaces it (training's comparisons)."""
@@ -111,8 +114,13 @@ class TextRecognizer(Recognizer):
     # -- prediction -----------------------------------------------------------------------
     def _predict(self, raw: str, *, max_chars: int = DEFAULT_MAX_CHARS) -> tuple[np.ndarray, dict[str, Any]]:
         text = clean_text(raw, max_chars=max_chars)
-        probabilities, n_tokens, n_windows = self._classify([text])
-        return probabilities[0], {"characters": len(text), "tokens": n_tokens[0], "windows": n_windows[0]}
+        probabilities, n_tokens, n_windows = self._batcher.submit(text)
+        return probabilities, {"characters": len(text), "tokens": n_tokens, "windows": n_windows}
+
+    def _classify_each(self, texts: list[str]) -> list[tuple[np.ndarray, int, int]]:
+        """The batching hook: one :meth:`_classify` call for texts of concurrent requests."""
+        probabilities, n_tokens, n_windows = self._classify(texts)
+        return list(zip(probabilities, n_tokens, n_windows, strict=True))
 
     def predict_proba(self, batch: Sequence[str] | np.ndarray) -> np.ndarray:
         """Cleaned texts -> ``(n, 7)`` probabilities (each long text through its windows).

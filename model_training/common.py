@@ -8,6 +8,7 @@ precision/recall/F1 and the confusion matrix, always over the 7 labels in EMOTIO
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import itertools
 import json
 import os
@@ -236,3 +237,9 @@ def limit_tensorflow_threads(tf: Any, threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(1)
     except RuntimeError:
         print(f"TensorFlow is already initialised in this process; --threads {threads} is not applied")
+
+
+def card_hash(model_dir: Path) -> str:
+    """Short SHA-1 of a model folder's card.json ("nocard" without one): names the exact model version."""
+    card = Path(model_dir) / "card.json"
+    return hashlib.sha1(card.read_bytes()).hexdigest()[:12] if card.is_file() else "nocard"

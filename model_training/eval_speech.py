@@ -20,7 +20,7 @@ import numpy as np
 from inference.errors import EmotionAppError
 from inference.labels import EMOTIONS
 from model_training.common import DEFAULT_MODELS_DIR, classification_metrics, expected_calibration_error
-from model_training.train_speech import FOLDER_LABELS
+from model_training.datasets import FOLDER_LABELS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

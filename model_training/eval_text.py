@@ -18,6 +18,7 @@ import numpy as np
 
 from inference.errors import EmotionAppError
 from model_training.common import DEFAULT_MODELS_DIR, classification_metrics, expected_calibration_error
+from model_training.datasets import TextSet, label_index
 from preprocessing.text import clean_text
 
 
@@ -29,12 +30,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2)
 
 
+def set_metrics(data: TextSet, probs: np.ndarray) -> dict[str, Any]:
+    """Single-label metrics (rows with one class) plus any-label accuracy on multi-class rows."""
+    pred = probs.argmax(axis=1)
+    single = np.array([h >= 0 for h in data.hard])
+    result: dict[str, Any] = {}
+    if single.any():
+        truth = np.array(data.hard)[single]
+        result["single"] = classification_metrics(truth, pred[single])
+        result["single"]["ece"] = expected_calibration_error(probs[single], truth)
+    if (~single).any():
+        hits = [int(pred[i]) in data.label_sets[i] for i in np.flatnonzero(~single)]
+        result["multi"] = {"n": len(hits), "accuracy": float(np.mean(hits))}
+    return result
+
+
 def read_labelled_texts(
     path: Path, text_col: str = "text", label_col: str = "emotion"
 ) -> tuple[list[str], list[int], int]:
     """Cleaned texts, label indices and the number of rows skipped as unusable."""
-    from model_training.train_text import label_index
-
     texts: list[str] = []
     labels: list[int] = []
     skipped = 0

@@ -35,6 +35,7 @@ from inference.fusion import (
 )
 from inference.labels import EMOTIONS, MODALITIES
 from model_training.common import classification_metrics, ece_noise_floor, expected_calibration_error
+from model_training.fusion_card import update_card_with_evaluation
 from model_training.triples import (
     Triples,
     add_data_arguments,
@@ -273,8 +274,6 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         (fusion_dir / "evaluation.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
         table = markdown(result)
         (fusion_dir / "evaluation.md").write_text(table, encoding="utf-8")
-        from model_training.train_fusion import update_card_with_evaluation
-
         update_card_with_evaluation(fusion_dir, result, full_metrics, table)
     return result
 

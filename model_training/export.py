@@ -400,7 +400,7 @@ def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _face(models_dir: Path, data_root: Path, remeasure: bool) -> dict[str, Any]:
     from inference.face import FaceRecognizer
-    from model_training.train_face import ferplus_majority, load_fer_csv, load_ferplus, normalise
+    from model_training.datasets import ferplus_majority, load_fer_csv, load_ferplus, normalise
 
     folder = models_dir / "face"
     card = json.loads((folder / "card.json").read_text(encoding="utf-8"))
@@ -430,7 +430,7 @@ def _face(models_dir: Path, data_root: Path, remeasure: bool) -> dict[str, Any]:
 def _speech(models_dir: Path, data_root: Path, remeasure: bool) -> dict[str, Any]:
     from inference.errors import EmotionAppError
     from inference.speech import SpeechRecognizer
-    from model_training.train_speech import list_clips
+    from model_training.datasets import list_clips
     from model_training.triples import DEFAULT_TEST_SPEAKERS, DEFAULT_VAL_SPEAKERS, RAVDESS_SPEAKER_REGEX
 
     folder = models_dir / "speech"
@@ -462,7 +462,8 @@ def _speech(models_dir: Path, data_root: Path, remeasure: bool) -> dict[str, Any
 
 def _text(models_dir: Path, data_root: Path, remeasure: bool, parity_rows: int) -> dict[str, Any]:
     from inference.text import TextRecognizer
-    from model_training.train_text import CARER_NAME, GOEMOTIONS_NAME, load_carer, load_goemotions, set_metrics
+    from model_training.datasets import CARER_NAME, GOEMOTIONS_NAME, load_carer, load_goemotions
+    from model_training.eval_text import set_metrics
 
     folder = models_dir / "text"
     text_root = data_root / "text"

@@ -12,7 +12,7 @@ measurement in the model card. Image folders use ``train/`` to fit, ``validation
 
 Faces are 48x48 grayscale scaled to [-1, 1] (``(x / 255 - 0.5) * 2``), the normalisation
 ``preprocessing.image.crop_face`` reproduces at serving time. The script writes the Keras
-model, a TFLite conversion that the recogniser serves (much faster per image), ``card.json``,
+model, its ONNX graph (mirror-averaged) that the recogniser serves, ``card.json``,
 ``MODEL_CARD.md``, a confusion-matrix PNG and a training-curve PNG.
 """
 
@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import argparse
 import csv
-import gzip
-import hashlib
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,174 +41,19 @@ from model_training.common import (
     seed_everything,
     write_model_card,
 )
-from preprocessing.image import normalise_face
+from model_training.datasets import (
+    IMAGE_SIZE,
+    Split,
+    ferplus_majority,
+    load_fer_csv,
+    load_ferplus,
+    load_image_folders,
+    normalise,
+)
 
-IMAGE_SIZE = 48
 KERAS_FILE = "face_model.keras"
 ONNX_FILE = "face_model.onnx"
 NORMALISATION = "grayscale uint8 -> float32 (x / 255 - 0.5) * 2, range [-1, 1]"
-
-#: FER2013 ``emotion`` codes: 0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral.
-FER_CODE_TO_EMOTION: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
-FER_TO_OURS = np.array([EMOTIONS.index(name) for name in FER_CODE_TO_EMOTION], dtype=np.int64)
-
-#: FER+ vote columns, in file order, mapped to our labels (contempt, unknown, NF are dropped).
-FERPLUS_COLUMNS: tuple[str, ...] = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear")
-FERPLUS_TO_OURS: dict[str, str] = {
-    "neutral": "neutral",
-    "happiness": "happy",
-    "surprise": "surprise",
-    "sadness": "sad",
-    "anger": "angry",
-    "disgust": "disgust",
-    "fear": "fear",
-}
-
-#: Folder names users meet in image-folder releases of FER2013 and similar sets.
-FOLDER_ALIASES: dict[str, str] = {
-    "angry": "angry",
-    "anger": "angry",
-    "mad": "angry",
-    "disgust": "disgust",
-    "disgusted": "disgust",
-    "fear": "fear",
-    "fearful": "fear",
-    "afraid": "fear",
-    "scared": "fear",
-    "happy": "happy",
-    "happiness": "happy",
-    "joy": "happy",
-    "neutral": "neutral",
-    "calm": "neutral",
-    "sad": "sad",
-    "sadness": "sad",
-    "surprise": "surprise",
-    "surprised": "surprise",
-}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".pgm", ".tif", ".tiff"}
-
-
-# -- data ------------------------------------------------------------------------------------
-Split = tuple[np.ndarray, np.ndarray]  # (n, 48, 48) uint8 images, (n,) int labels in EMOTIONS order
-
-
-def _cache_path(cache_dir: Path, *parts: str) -> Path:
-    digest = hashlib.sha1("|".join(parts).encode()).hexdigest()[:16]
-    return cache_dir / f"face_{digest}.npz"
-
-
-def load_fer_csv(path: Path, cache_dir: Path | None) -> dict[str, Split]:
-    """FER2013 CSV (plain or .gz) -> {"Training", "PublicTest", "PrivateTest"} splits.
-
-    Decoding 35,887 pixel strings takes a while, so the arrays are cached as .npz (outside
-    the repository) keyed by the file's path, size and modification time.
-    """
-    stat = path.stat()
-    cache = _cache_path(cache_dir, str(path.resolve()), str(stat.st_size), str(stat.st_mtime)) if cache_dir else None
-    if cache is not None and cache.is_file():
-        data = np.load(cache)
-        return {name: (data[f"{name}_x"], data[f"{name}_y"]) for name in ("Training", "PublicTest", "PrivateTest")}
-
-    opener = gzip.open if path.suffix == ".gz" else open
-    images: dict[str, list[np.ndarray]] = {"Training": [], "PublicTest": [], "PrivateTest": []}
-    labels: dict[str, list[int]] = {"Training": [], "PublicTest": [], "PrivateTest": []}
-    with opener(path, "rt", encoding="utf-8", newline="") as handle:
-        for row in csv.DictReader(handle):
-            usage = row["Usage"].strip()
-            if usage not in images:
-                raise ValueError(f"{path}: unknown Usage {usage!r}")
-            pixels = np.array(row["pixels"].split(), dtype=np.uint8)
-            if pixels.size != IMAGE_SIZE * IMAGE_SIZE:
-                raise ValueError(f"{path}: a row has {pixels.size} pixels, expected {IMAGE_SIZE * IMAGE_SIZE}")
-            images[usage].append(pixels.reshape(IMAGE_SIZE, IMAGE_SIZE))
-            labels[usage].append(int(FER_TO_OURS[int(row["emotion"])]))
-    splits = {name: (np.stack(images[name]), np.array(labels[name], dtype=np.int64)) for name in images}
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {f"{n}_{k}": v for n, (x, y) in splits.items() for k, v in (("x", x), ("y", y))}
-        np.savez(cache, **arrays)
-    return splits
-
-
-def load_ferplus(path: Path) -> dict[str, np.ndarray]:
-    """FER+ votes (fer2013new.csv, row-aligned with FER2013) -> per-split (n, 7) vote counts."""
-    votes: dict[str, list[list[float]]] = {"Training": [], "PublicTest": [], "PrivateTest": []}
-    with open(path, encoding="utf-8", newline="") as handle:
-        for row in csv.DictReader(handle):
-            counts = [0.0] * NUM_EMOTIONS
-            for column in FERPLUS_COLUMNS:
-                counts[EMOTIONS.index(FERPLUS_TO_OURS[column])] = float(row[column])
-            votes[row["Usage"].strip()].append(counts)
-    return {name: np.array(rows, dtype=np.float32) for name, rows in votes.items()}
-
-
-def ferplus_majority(votes: np.ndarray) -> np.ndarray:
-    """Majority FER+ label per row, or -1 where the emotion votes have no strict winner or none at all."""
-    top = votes.max(axis=1)
-    winners = (votes == top[:, None]).sum(axis=1)
-    majority = votes.argmax(axis=1)
-    return np.where((top > 0) & (winners == 1), majority, -1)
-
-
-def _read_image_folder(root: Path) -> Split:
-    from PIL import Image
-
-    images: list[np.ndarray] = []
-    labels: list[int] = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        emotion = FOLDER_ALIASES.get(folder.name.lower())
-        if emotion is None:
-            print(f"skipping folder {folder} (not one of the 7 emotions)")
-            continue
-        for file in sorted(folder.iterdir()):
-            if file.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            with Image.open(file) as image:
-                gray = image.convert("L")
-                if gray.size != (IMAGE_SIZE, IMAGE_SIZE):
-                    gray = gray.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
-                images.append(np.asarray(gray, dtype=np.uint8))
-            labels.append(EMOTIONS.index(emotion))
-    if not images:
-        raise ValueError(f"{root}: no images found in emotion folders")
-    return np.stack(images), np.array(labels, dtype=np.int64)
-
-
-def _first_existing(root: Path, names: tuple[str, ...]) -> Path | None:
-    for name in names:
-        for candidate in (root / name, root / name.lower(), root / name.capitalize()):
-            if candidate.is_dir():
-                return candidate
-    return None
-
-
-def load_image_folders(root: Path, seed: int) -> dict[str, Split]:
-    """train/<emotion>/*, validation/<emotion>/* and test/<emotion>/* (FER2013 Kaggle layout)."""
-    train_dir = _first_existing(root, ("train", "training"))
-    if train_dir is None:
-        raise ValueError(f"{root}: expected a train/ folder with one sub-folder per emotion")
-    train = _read_image_folder(train_dir)
-    val_dir = _first_existing(root, ("validation", "val", "valid", "PublicTest"))
-    if val_dir is not None:
-        val = _read_image_folder(val_dir)
-    else:
-        from sklearn.model_selection import train_test_split
-
-        x_train, x_val, y_train, y_val = train_test_split(
-            train[0], train[1], test_size=0.1, stratify=train[1], random_state=seed
-        )
-        train, val = (x_train, y_train), (x_val, y_val)
-        print("no validation folder: holding out a stratified 10 % of train/ for validation")
-    test_dir = _first_existing(root, ("test", "PrivateTest"))
-    splits = {"Training": train, "PublicTest": val}
-    if test_dir is not None:
-        splits["PrivateTest"] = _read_image_folder(test_dir)
-    return splits
-
-
-def normalise(images: np.ndarray) -> np.ndarray:
-    """uint8 faces -> float32 in [-1, 1] with a channel axis: the one normalisation serving uses."""
-    return normalise_face(images)[..., None]
 
 
 def class_weights(labels: np.ndarray, power: float) -> dict[int, float]:
@@ -452,17 +296,31 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    started = time.monotonic()
-    import tensorflow as tf
+@dataclass
+class FaceData:
+    """The loaded splits and what fitting needs from them."""
 
-    limit_tensorflow_threads(tf, args.threads)
-    import keras
+    splits: dict[str, Split]
+    votes: dict[str, np.ndarray] | None
+    source: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    targets: np.ndarray
+    sample_weight: np.ndarray
 
-    seed_everything(args.seed)
 
-    # Data.
+@dataclass
+class Fitted:
+    model: Any
+    epochs_run: int
+    time_budget: Any
+    ensemble: dict[str, Any] | None = None
+
+
+def load(args: argparse.Namespace) -> FaceData:
+    """Read the splits, normalise them and build the (optionally FER+-mixed) training targets."""
     if args.image_dir:
         splits = load_image_folders(args.image_dir, args.seed)
         source = f"image folders under {args.image_dir.name}/"
@@ -498,11 +356,20 @@ def main(argv: list[str] | None = None) -> int:
     sample_weight = np.array([weights[int(c)] for c in y_train], dtype=np.float32)
     print("class weights:", {EMOTIONS[i]: round(w, 3) for i, w in weights.items()})
 
+    return FaceData(splits, votes, source, x_train, y_train, x_val, y_val, targets, sample_weight)
+
+
+def fit(args: argparse.Namespace, data: FaceData) -> Fitted:
+    """Train (or reload a checkpoint), then decide on validation whether an ensemble is served."""
+    import keras
+    import tensorflow as tf
+
+    x_train, y_train, x_val, y_val = data.x_train, data.y_train, data.x_val, data.y_val
+    targets, sample_weight = data.targets, data.sample_weight
     filters = tuple(int(f) for f in args.filters.split(","))
     args.output.mkdir(parents=True, exist_ok=True)
     checkpoint = args.output / "checkpoint_best.keras"
     history_csv = args.output / "history.csv"
-    tta = not args.no_tta
     time_budget = None
 
     if args.from_checkpoint:
@@ -558,21 +425,23 @@ def main(argv: list[str] | None = None) -> int:
             model = keras.models.load_model(checkpoint)
 
     model, ensemble = choose_ensemble(model, list(args.ensemble_with), x_val, y_val, not args.no_tta)
-    finish(
-        args=args,
-        model=model,
-        ensemble=ensemble,
-        splits=splits,
-        votes=votes,
-        y_val=y_val,
-        x_val=x_val,
-        tta=tta,
-        epochs_run=epochs_run,
-        started=started,
-        source=source,
-        filters=filters,
-        time_budget=time_budget,
-    )
+    return Fitted(model, epochs_run, time_budget, ensemble)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """load -> fit -> export -> evaluate -> write the card."""
+    args = parse_args(argv)
+    started = time.monotonic()
+    import tensorflow as tf
+
+    limit_tensorflow_threads(tf, args.threads)
+    seed_everything(args.seed)
+    tta = not args.no_tta
+    data = load(args)
+    fitted = fit(args, data)
+    serving = export(args, fitted.model, data.x_val, tta)
+    evaluation = evaluate(args, fitted.model, data, tta)
+    write_card(args, data=data, fitted=fitted, evaluation=evaluation, serving=serving, tta=tta, started=started)
     return 0
 
 
@@ -591,29 +460,10 @@ def _read_history(history_csv: Path) -> dict[str, list[float]]:
     return {key: [float(r[key]) for r in rows] for key in (rows[0].keys() if rows else []) if key != "epoch"}
 
 
-def finish(
-    *,
-    args: argparse.Namespace,
-    model: Any,
-    ensemble: dict[str, Any] | None = None,
-    splits: dict[str, Split],
-    votes: dict[str, np.ndarray] | None,
-    y_val: np.ndarray,
-    x_val: np.ndarray,
-    tta: bool,
-    epochs_run: int,
-    started: float,
-    source: str,
-    filters: tuple[int, ...],
-    time_budget: Any,
-) -> None:
-    """Measure on validation and test, export Keras + ONNX, write the card and the plots."""
-    from model_training.export import export_face
-
+def evaluate(args: argparse.Namespace, model: Any, data: FaceData, tta: bool) -> dict[str, Any]:
+    """Validation and test figures (and the confusion-matrix and training-curve plots)."""
     out: Path = args.output
-    model.save(out / KERAS_FILE)
-    serving = export_face(out / KERAS_FILE, out / ONNX_FILE, test_time_flip=tta, validation=x_val)
-
+    x_val, y_val, splits, votes = data.x_val, data.y_val, data.splits, data.votes
     val_probs = predict_with_flip(model, x_val, tta)
     validation_metrics = classification_metrics(y_val, val_probs.argmax(axis=1))
     validation_metrics["ece"] = expected_calibration_error(val_probs, y_val)
@@ -638,10 +488,39 @@ def finish(
         print(json.dumps({k: round(v["accuracy"], 4) for k, v in test_metrics.items()}))
     plot_training_curves(_read_history(out / "history.csv"), out / "training_curves.png", "Face MiniXception")
 
+    return {"validation": validation_metrics, "validation_plain": validation_plain, "test": test_metrics}
+
+
+def export(args: argparse.Namespace, model: Any, x_val: np.ndarray, tta: bool) -> dict[str, Any]:
+    """Save the Keras model and export the served ONNX graph (checked against Keras on ``x_val``)."""
+    from model_training.export import export_face
+
+    out: Path = args.output
+    model.save(out / KERAS_FILE)
+    return export_face(out / KERAS_FILE, out / ONNX_FILE, test_time_flip=tta, validation=x_val)
+
+
+def write_card(
+    args: argparse.Namespace,
+    *,
+    data: FaceData,
+    fitted: Fitted,
+    evaluation: dict[str, Any],
+    serving: dict[str, Any],
+    tta: bool,
+    started: float,
+) -> None:
+    """card.json and MODEL_CARD.md."""
+    out: Path = args.output
+    model, ensemble, epochs_run, time_budget = fitted.model, fitted.ensemble, fitted.epochs_run, fitted.time_budget
+    votes, source = data.votes, data.source
+    filters = tuple(int(f) for f in args.filters.split(","))
+    validation_metrics, validation_plain = evaluation["validation"], evaluation["validation_plain"]
+    test_metrics = evaluation["test"]
     minutes = (time.monotonic() - started) / 60.0 + (args.fit_minutes if args.from_checkpoint else 0.0)
     size = (out / ONNX_FILE).stat().st_size
     uses_ferplus_targets = votes is not None and args.ferplus_weight > 0
-    data = {
+    provenance = {
         "datasets": [
             {
                 "name": "FER2013",
@@ -652,7 +531,7 @@ def finish(
         ],
     }
     if votes is not None:
-        data["datasets"].append(
+        provenance["datasets"].append(
             {
                 "name": "FER+ (fer2013new.csv)",
                 "citation": "Barsoum et al., ICMI 2016",
@@ -662,7 +541,7 @@ def finish(
         )
     data_text = "; ".join(
         f"{d['name']} ({d['citation']}; licence: {d['licence']}" + (f"; {d['use']}" if "use" in d else "") + ")"
-        for d in data["datasets"]
+        for d in provenance["datasets"]
     )
     card = {
         "model_name": f"face-{model.name.replace('_', '-')}",
@@ -674,7 +553,7 @@ def finish(
             f"{list(filters)}) and {', '.join(ensemble['member_files'][1:])}"
         ),
         "data": data_text,
-        "datasets": data["datasets"],
+        "datasets": provenance["datasets"],
         "split": (
             "FER2013 Usage column: Training to fit, PublicTest for validation (early stopping, LR schedule, "
             "checkpoint selection), PrivateTest only for this final measurement"
@@ -729,6 +608,14 @@ def finish(
         "licence": "Weights derived from FER2013 (research use only); code under the repository licence",
         "notes": list(args.note),
     }
+    write_model_card(out, card, _card_sections(args, card, minutes))
+    print(f"wrote {out} ({size / 1e6:.2f} MB ONNX) in {minutes:.1f} min")
+
+
+def _card_sections(args: argparse.Namespace, card: dict[str, Any], minutes: float) -> list[str]:
+    """MODEL_CARD.md's sections after the common header."""
+    validation_metrics, ensemble = card["validation_metrics"], card.get("ensemble")
+    epochs_run, tta = card["training"]["epochs_run"], card["test_time_flip"]
     sections = []
     if args.note:
         sections += ["## Notes", "", *[f"- {note}" for note in args.note], ""]
@@ -757,15 +644,14 @@ def finish(
         "",
         "## Input",
         "",
-        f"48x48 grayscale face crop, {NORMALISATION}. Served as TFLite"
+        f"48x48 grayscale face crop, {NORMALISATION}. Served as an ONNX graph (ONNX Runtime)"
         + (" with the mirrored face averaged in." if tta else "."),
         "",
         "![confusion matrix](confusion_matrix.png)",
         "",
         "![training curves](training_curves.png)",
     ]
-    write_model_card(out, card, sections)
-    print(f"wrote {out} ({size / 1e6:.2f} MB TFLite) in {minutes:.1f} min")
+    return sections
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +35,13 @@ import numpy as np
 
 from inference.calibration import TEMPERATURES_FILE, fit_temperature, negative_log_likelihood, temperature_scale
 from inference.fusion import (
-    DEFAULT_GATE_THRESHOLD,
-    DEFAULT_WEIGHTS,
     STACKER_FILE,
-    STRATEGIES,
     stacker_feature_matrix,
     stacker_proba,
 )
 from inference.labels import EMOTIONS, MODALITIES
-from model_training.common import directory_size_bytes, expected_calibration_error, seed_everything, write_model_card
+from model_training.common import card_hash, directory_size_bytes, expected_calibration_error, seed_everything
+from model_training.fusion_card import write_card
 from model_training.triples import (
     add_data_arguments,
     build_triples,
@@ -176,97 +175,6 @@ def select_stacker(pools: dict[str, Any], args: argparse.Namespace) -> tuple[dic
     return dict(STACKER_GRID[best]), table
 
 
-# -- the card ------------------------------------------------------------------------------
-def _card_sections(card: dict[str, Any]) -> list[str]:
-    lines = [
-        "## What fusion does",
-        "",
-        f"Strategies: {', '.join(STRATEGIES)} (default calibrated; see inference/fusion.py). Default base "
-        f"weights {DEFAULT_WEIGHTS}, gate threshold {DEFAULT_GATE_THRESHOLD}.",
-        "",
-        "## Temperatures (fitted on each model's validation split by minimising NLL)",
-        "",
-        "| modality | validation data | n | T | NLL before -> after | ECE before -> after |",
-        "|---|---|---:|---:|---:|---:|",
-    ]
-    for modality, v in card["calibration"].items():
-        lines.append(
-            f"| {modality} | {v['source']} | {v['n']} | {v['temperature']:.3f} | {v['nll_before']:.4f} -> "
-            f"{v['nll_after']:.4f} | {v['ece_before']:.4f} -> {v['ece_after']:.4f} |"
-        )
-    stacker = card["stacker"]
-    lines += [
-        "",
-        "## Stacker",
-        "",
-        f"scikit-learn {stacker['sklearn_version']} RandomForestClassifier {stacker['hyper_parameters']} over "
-        "24 features: face, speech and text probabilities (7 each, zeros when absent) and a presence mask. "
-        f"Trained on {stacker['training_rows']} rows: {stacker['triples']} validation triples, each shown with all "
-        f"three modalities and {stacker['dropout_copies']} more times with each modality dropped with probability "
-        f"{stacker['drop_probability']} (empty subsets redrawn). Out-of-bag accuracy is not reported: copies of a "
-        "triple share its probabilities. Served as an ONNX graph (skl2onnx): loading it reads data, never a pickle, "
-        "and needs no scikit-learn.",
-    ]
-    grid = stacker.get("selection", {}).get("grid") or []
-    if grid:
-        lines += [
-            "",
-            "Settings chosen by 2-fold cross-validation inside the validation data (each modality's validation "
-            "examples halved, speech by speaker; triples built within each half), scored by the mean accuracy over "
-            "the 7 modality subsets:",
-            "",
-            "| min_samples_leaf | max_features | mean subset accuracy |",
-            "|---:|---|---:|",
-        ]
-        lines += [
-            f"| {row['min_samples_leaf']} | {row['max_features'] or 'all'} | {row['mean_subset_accuracy']:.4f} |"
-            for row in grid
-        ]
-    lines += [
-        "",
-        "## Limits",
-        "",
-        "Triples pair independent examples from three corpora by label; real faces, voices and words of one person "
-        "are correlated, so the fused gain measured here is optimistic. The temperatures and the stacker belong to "
-        "the exact face, speech and text model versions listed in card.json; retrain fusion when a model changes.",
-    ]
-    return lines
-
-
-def write_card(output_dir: Path, card: dict[str, Any], evaluation_markdown: str | None = None) -> None:
-    """card.json and MODEL_CARD.md; the test evaluation table is appended when given."""
-    sections = _card_sections(card)
-    if evaluation_markdown:
-        body = evaluation_markdown.splitlines()[1:]  # drop its own title
-        sections += ["", "## Test evaluation (model_training.evaluate_fusion)", ""]
-        sections += [f"#{line}" if line.startswith("## ") else line for line in body]
-    write_model_card(output_dir, card, sections)
-
-
-def update_card_with_evaluation(
-    fusion_dir: Path, result: dict[str, Any], full_metrics: dict[str, Any], evaluation_markdown: str
-) -> None:
-    """Put the test figures (all three modalities, default and best strategy) into the card."""
-    path = fusion_dir / "card.json"
-    if not path.is_file():
-        return
-    card = json.loads(path.read_text(encoding="utf-8"))
-    best = result["targets"]["best_strategy"]
-    card["test_metrics"] = {
-        f"test triples, all three, {name} strategy": full_metrics[name]
-        for name in dict.fromkeys(["calibrated", best])
-        if name in full_metrics
-    }
-    card["evaluation"] = {
-        "targets": result["targets"],
-        "single": result["single"],
-        "fused": result["fused"],
-        "calibration": result["calibration"],
-        "data": result["data"],
-    }
-    write_card(fusion_dir, card, evaluation_markdown)
-
-
 # -- main ----------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -288,35 +196,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _component_models(registry: Any) -> dict[str, Any]:
-    from model_training.triples import _card_hash
-
     status = registry.status()
     return {
         m: {
             "model_name": status[m].get("model_name"),
             "model_version": status[m].get("model_version"),
-            "card_sha1": _card_hash(registry.get(m).model_dir),
+            "card_sha1": card_hash(registry.get(m).model_dir),
         }
         for m in MODALITIES
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    seed_everything(args.seed)
-    from sklearn import __version__ as sklearn_version
+@dataclass
+class Fitted:
+    """The validation pools and triples, the fitted temperatures and the chosen stacker."""
 
+    pools: dict[str, Any]
+    triples: Any
+    temperatures: dict[str, float]
+    calibration: dict[str, Any]
+    features: np.ndarray
+    labels: np.ndarray
+    model: Any
+    max_features: str | None
+    selection: list[dict[str, Any]]
+
+
+def load(args: argparse.Namespace) -> Any | None:
+    """The bundled recognisers whose outputs fusion is fitted on (None, with a message, when one is missing)."""
     from inference.registry import RecognizerRegistry
 
-    output_dir = Path(args.output_dir) if args.output_dir else Path(args.models_dir) / "fusion"
-    started = time.perf_counter()
     registry = RecognizerRegistry.from_models_dir(args.models_dir)
     missing = [m for m in MODALITIES if m not in registry.available()]
     if missing:
         print(f"these models are not installed yet: {', '.join(missing)}", file=sys.stderr)
-        return 2
+        return None
+    return registry
 
+
+def fit(args: argparse.Namespace, registry: Any) -> Fitted:
+    """Temperatures per modality on its validation split, then the stacker on validation triples."""
     pools = load_pools(args, "validation", registry)
     temperatures, calibration = fit_temperatures(pools)
     for modality, v in calibration.items():
@@ -336,14 +255,36 @@ def main(argv: list[str] | None = None) -> int:
         args.min_samples_leaf, max_features = chosen["min_samples_leaf"], chosen["max_features"]
     model = train_stacker(features, labels, args, max_features)
 
+    return Fitted(pools, triples, temperatures, calibration, features, labels, model, max_features, selection)
+
+
+def export(output_dir: Path, fitted: Fitted) -> dict[str, Any]:
+    """temperatures.json and the stacker as an ONNX graph (checked against scikit-learn)."""
     from model_training.export import export_stacker
 
+    temperatures, model, features = fitted.temperatures, fitted.model, fitted.features
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / TEMPERATURES_FILE).write_text(
         json.dumps({"temperatures": temperatures, "fitted_on": "validation splits, NLL"}, indent=2) + "\n",
         encoding="utf-8",
     )
-    serving = export_stacker(model, output_dir / STACKER_FILE, validation_features=features)
+    return export_stacker(model, output_dir / STACKER_FILE, validation_features=features)
+
+
+def build_card(
+    args: argparse.Namespace,
+    output_dir: Path,
+    *,
+    registry: Any,
+    fitted: Fitted,
+    serving: dict[str, Any],
+    started: float,
+) -> dict[str, Any]:
+    """card.json's content: the fitted artefacts, how they were chosen, and the component models."""
+    from sklearn import __version__ as sklearn_version
+
+    temperatures, calibration, triples, labels = fitted.temperatures, fitted.calibration, fitted.triples, fitted.labels
+    pools, selection, max_features = fitted.pools, fitted.selection, fitted.max_features
     hyper = {
         "n_estimators": args.n_estimators,
         "min_samples_leaf": args.min_samples_leaf,
@@ -390,10 +331,26 @@ def main(argv: list[str] | None = None) -> int:
             "hardware": f"CPU ({platform.machine()}), {args.threads} threads",
         },
     }
+    return card
+
+
+def main(argv: list[str] | None = None) -> int:
+    """load -> fit -> export -> write the card -> evaluate on the test triples (adds the test figures)."""
+    args = parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    seed_everything(args.seed)
+    output_dir = Path(args.output_dir) if args.output_dir else Path(args.models_dir) / "fusion"
+    started = time.perf_counter()
+    registry = load(args)
+    if registry is None:
+        return 2
+    fitted = fit(args, registry)
+    serving = export(output_dir, fitted)
+    card = build_card(args, output_dir, registry=registry, fitted=fitted, serving=serving, started=started)
     write_card(output_dir, card)
     print(
-        f"wrote {output_dir.name}/: temperatures {temperatures}, stacker {card['size_bytes'] / 1e6:.2f} MB "
-        f"({len(labels)} training rows)",
+        f"wrote {output_dir.name}/: temperatures {fitted.temperatures}, stacker {card['size_bytes'] / 1e6:.2f} MB "
+        f"({len(fitted.labels)} training rows)",
         flush=True,
     )
 

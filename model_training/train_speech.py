@@ -24,10 +24,8 @@ import hashlib
 import json
 import os
 import platform
-import re
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from inference.errors import EmotionAppError
-from inference.labels import EMOTIONS, NUM_EMOTIONS
+from inference.labels import NUM_EMOTIONS
 from inference.speech import MODEL_FILE as ONNX_FILE
 from inference.speech import STATS_FILE
 from model_training.common import (
@@ -50,6 +48,7 @@ from model_training.common import (
     seed_everything,
     write_model_card,
 )
+from model_training.datasets import Clip, list_clips, speaker_key
 from preprocessing.audio import (
     N_FEATURES,
     TARGET_RATE,
@@ -63,88 +62,6 @@ from preprocessing.audio import (
 
 #: The framework weights (the served graph, ``speech_model.onnx``, is exported from them).
 KERAS_FILE = "speech_model.keras"
-
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".webm", ".m4a")
-
-#: RAVDESS emotion codes (third field of the file name) -> our labels.
-RAVDESS_EMOTIONS = {
-    "01": "neutral",
-    "02": "neutral",  # calm
-    "03": "happy",
-    "04": "sad",
-    "05": "angry",
-    "06": "fear",
-    "07": "disgust",
-    "08": "surprise",
-}
-#: Folder names other corpora use -> our labels.
-FOLDER_LABELS = {
-    "angry": "angry",
-    "anger": "angry",
-    "ang": "angry",
-    "disgust": "disgust",
-    "disgusted": "disgust",
-    "dis": "disgust",
-    "fear": "fear",
-    "fearful": "fear",
-    "fea": "fear",
-    "happy": "happy",
-    "happiness": "happy",
-    "joy": "happy",
-    "hap": "happy",
-    "neutral": "neutral",
-    "calm": "neutral",
-    "neu": "neutral",
-    "sad": "sad",
-    "sadness": "sad",
-    "surprise": "surprise",
-    "surprised": "surprise",
-    "ps": "surprise",
-    "sur": "surprise",
-}
-
-
-@dataclass(frozen=True)
-class Clip:
-    path: Path
-    label: int
-    speaker: str
-
-
-# -- data ----------------------------------------------------------------------------------
-def _speaker_key(raw: str) -> str:
-    """'07' and '7' name the same actor."""
-    return str(int(raw)) if raw.isdigit() else raw
-
-
-def list_clips(data_root: Path, pattern: str | None, labels_from: str, speaker_regex: str) -> list[Clip]:
-    """Every labelled audio file under ``data_root``; unknown labels are skipped with a count."""
-    patterns = [pattern] if pattern else ["**/*.wav", "**/*.flac"]
-    paths = sorted({p for pat in patterns for p in data_root.glob(pat) if p.suffix.lower() in AUDIO_SUFFIXES})
-    speaker_re = re.compile(speaker_regex)
-    clips: list[Clip] = []
-    skipped: Counter[str] = Counter()
-    for path in paths:
-        if labels_from == "filename":
-            fields = path.stem.split("-")
-            if len(fields) != 7 or fields[2] not in RAVDESS_EMOTIONS:
-                skipped["not a RAVDESS speech file name"] += 1
-                continue
-            label = RAVDESS_EMOTIONS[fields[2]]
-        else:
-            folder = path.parent.name.lower()
-            if folder not in FOLDER_LABELS:
-                skipped[f"folder {folder!r}"] += 1
-                continue
-            label = FOLDER_LABELS[folder]
-        match = speaker_re.search(path.relative_to(data_root).as_posix())
-        if match is None:
-            skipped["no speaker in name"] += 1
-            continue
-        clips.append(Clip(path=path, label=EMOTIONS.index(label), speaker=_speaker_key(match.group(1))))
-    if skipped:
-        print(f"skipped {sum(skipped.values())} files: {dict(skipped)}", flush=True)
-    return clips
 
 
 def _augment(signal: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
@@ -367,36 +284,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    started = time.time()
-    seed_everything(args.seed)
-    import keras
-    import tensorflow as tf
-
-    limit_tensorflow_threads(tf, args.threads)
-    keras.utils.set_random_seed(args.seed)
-
-    clips = list_clips(args.data_root, args.glob, args.labels_from, args.speaker_regex)
-    if not clips:
-        print(f"no labelled audio found under {args.data_root}", file=sys.stderr)
-        return 2
-    val_speakers = {_speaker_key(s.strip()) for s in args.val_speakers.split(",") if s.strip()}
-    test_speakers = {_speaker_key(s.strip()) for s in args.test_speakers.split(",") if s.strip()}
-    train_clips = [c for c in clips if c.speaker not in val_speakers | test_speakers]
-    val_clips = [c for c in clips if c.speaker in val_speakers]
-    test_clips = [c for c in clips if c.speaker in test_speakers]
-    if args.limit:
-        train_clips, val_clips, test_clips = (
-            cs[:: max(len(cs) // args.limit, 1)][: args.limit] for cs in (train_clips, val_clips, test_clips)
-        )
-    if not (train_clips and val_clips and test_clips):
-        print("train, validation and test speakers must each have clips", file=sys.stderr)
-        return 2
-    print(f"clips: train {len(train_clips)}, validation {len(val_clips)}, test {len(test_clips)}", flush=True)
-
-    hp: dict[str, Any] = {
+def hyper_parameters(args: argparse.Namespace) -> dict[str, Any]:
+    """The network, optimiser and augmentation settings (fixed in advance; recorded in the card)."""
+    return {
         "conv_filters": 64,
         "conv_kernel": 5,
         "lstm1": 128,
@@ -415,6 +305,58 @@ def main(argv: list[str] | None = None) -> int:
         "augment_copies": ["speed0.9", "speed1.1", "pitch", "noise"] if args.augment == "full" else [],
         "class_weights": "balanced",
     }
+
+
+@dataclass
+class SpeechData:
+    """Speaker-independent splits, their standardised MFCC sequences and the training weights."""
+
+    train_clips: list[Clip]
+    val_clips: list[Clip]
+    test_clips: list[Clip]
+    val_speakers: set[str]
+    test_speakers: set[str]
+    features: dict[Path, list[np.ndarray]]
+    refused: list[tuple[Path, str]]
+    stats: FeatureStats
+    train_versions: list[list[np.ndarray]]
+    val_x: list[np.ndarray]
+    test_x: list[np.ndarray]
+    y_train: np.ndarray
+    y_val: np.ndarray
+    y_test: np.ndarray
+    class_weights: np.ndarray
+
+
+@dataclass
+class Fitted:
+    model: Any  # the best validation epoch of the serving model, reloaded from the checkpoint
+    history: dict[str, list[float]]
+    best_epoch: int
+    baseline: dict[str, Any]
+    train_minutes: float
+
+
+def load(args: argparse.Namespace, hp: dict[str, Any]) -> SpeechData | None:
+    """List and split the clips by speaker, decode them once (cached) and standardise the features."""
+    clips = list_clips(args.data_root, args.glob, args.labels_from, args.speaker_regex)
+    if not clips:
+        print(f"no labelled audio found under {args.data_root}", file=sys.stderr)
+        return None
+    val_speakers = {speaker_key(s.strip()) for s in args.val_speakers.split(",") if s.strip()}
+    test_speakers = {speaker_key(s.strip()) for s in args.test_speakers.split(",") if s.strip()}
+    train_clips = [c for c in clips if c.speaker not in val_speakers | test_speakers]
+    val_clips = [c for c in clips if c.speaker in val_speakers]
+    test_clips = [c for c in clips if c.speaker in test_speakers]
+    if args.limit:
+        train_clips, val_clips, test_clips = (
+            cs[:: max(len(cs) // args.limit, 1)][: args.limit] for cs in (train_clips, val_clips, test_clips)
+        )
+    if not (train_clips and val_clips and test_clips):
+        print("train, validation and test speakers must each have clips", file=sys.stderr)
+        return None
+    print(f"clips: train {len(train_clips)}, validation {len(val_clips)}, test {len(test_clips)}", flush=True)
+
     kinds = tuple(hp["augment_copies"])
     augment_kinds = {c.speaker: kinds for c in train_clips}
     features, refused = extract_features(train_clips + val_clips + test_clips, args.cache_dir, augment_kinds, args.seed)
@@ -432,9 +374,35 @@ def main(argv: list[str] | None = None) -> int:
     counts = np.bincount(y_train, minlength=NUM_EMOTIONS).astype(float)
     class_weights = np.where(counts > 0, counts.sum() / (NUM_EMOTIONS * np.maximum(counts, 1)), 0.0)
 
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    stats.to_json(args.output_dir / STATS_FILE)
+    return SpeechData(
+        train_clips,
+        val_clips,
+        test_clips,
+        val_speakers,
+        test_speakers,
+        features,
+        refused,
+        stats,
+        train_versions,
+        val_x,
+        test_x,
+        y_train,
+        y_val,
+        y_test,
+        class_weights,
+    )
 
+
+def fit(args: argparse.Namespace, hp: dict[str, Any], data: SpeechData, started: float) -> Fitted:
+    """The SVM baseline on the same split, then the network; the best validation epoch is kept."""
+    import keras
+
+    from inference.speech_layers import CUSTOM_OBJECTS
+
+    features, y_train, y_val, y_test = data.features, data.y_train, data.y_val, data.y_test
+    train_clips, val_clips, test_clips = data.train_clips, data.val_clips, data.test_clips
+    train_versions, val_x, class_weights = data.train_versions, data.val_x, data.class_weights
+    args.output_dir.mkdir(parents=True, exist_ok=True)
     baseline = svm_baseline(
         ([features[c.path][0] for c in train_clips], y_train),
         ([features[c.path][0] for c in val_clips], y_val),
@@ -482,10 +450,13 @@ def main(argv: list[str] | None = None) -> int:
         ],
     )
     train_minutes = (time.time() - started) / 60.0
-
-    from inference.speech_layers import CUSTOM_OBJECTS
-
     best = keras.models.load_model(checkpoint, custom_objects=CUSTOM_OBJECTS, compile=False)
+    return Fitted(best, history.history, saver.best_epoch, baseline, train_minutes)
+
+
+def evaluate(args: argparse.Namespace, fitted: Fitted, data: SpeechData) -> dict[str, Any]:
+    """Validation and test figures of the kept epoch, plus the confusion-matrix and training-curve plots."""
+    best, y_val, y_test, val_x, test_x = fitted.model, data.y_val, data.y_test, data.val_x, data.test_x
     val_probs = predict_in_batches(best, val_x)
     test_probs = predict_in_batches(best, test_x)
     val_metrics = classification_metrics(y_val, val_probs.argmax(axis=1))
@@ -501,10 +472,33 @@ def main(argv: list[str] | None = None) -> int:
     plot_confusion_matrix(
         test_metrics["confusion_matrix"], args.output_dir / "confusion_matrix.png", "Speech: RAVDESS test actors 21-24"
     )
-    plot_training_curves(history.history, args.output_dir / "training_curves.png", "Speech model training")
+    plot_training_curves(fitted.history, args.output_dir / "training_curves.png", "Speech model training")
+    return {"validation": val_metrics, "test": test_metrics}
+
+
+def export(args: argparse.Namespace, data: SpeechData) -> dict[str, Any]:
+    """The feature statistics and the served ONNX graph (checked against Keras on the validation clips)."""
     from model_training.export import export_speech
 
-    serving = export_speech(checkpoint, args.output_dir / ONNX_FILE, validation=val_x)
+    data.stats.to_json(args.output_dir / STATS_FILE)
+    return export_speech(args.output_dir / KERAS_FILE, args.output_dir / ONNX_FILE, validation=data.val_x)
+
+
+def write_card(
+    args: argparse.Namespace,
+    hp: dict[str, Any],
+    *,
+    data: SpeechData,
+    fitted: Fitted,
+    evaluation: dict[str, Any],
+    serving: dict[str, Any],
+) -> None:
+    """card.json and MODEL_CARD.md."""
+    train_clips, val_clips, test_clips = data.train_clips, data.val_clips, data.test_clips
+    val_speakers, test_speakers, refused = data.val_speakers, data.test_speakers, data.refused
+    val_metrics, test_metrics, baseline = evaluation["validation"], evaluation["test"], fitted.baseline
+    train_minutes, kinds = fitted.train_minutes, tuple(hp["augment_copies"])
+    epochs_run = len(fitted.history.get("loss", []))
     size = directory_size_bytes(args.output_dir, [ONNX_FILE, STATS_FILE])
     split = (
         f"Speaker-independent by actor: train on actors {sorted({c.speaker for c in train_clips}, key=_sort_key)}, "
@@ -526,8 +520,8 @@ def main(argv: list[str] | None = None) -> int:
         "files": {"model": KERAS_FILE, "serving": ONNX_FILE, "feature_stats": STATS_FILE},
         "serving": serving,
         "training": {
-            "epochs_run": len(history.history.get("loss", [])),
-            "best_epoch": saver.best_epoch,
+            "epochs_run": epochs_run,
+            "best_epoch": fitted.best_epoch,
             "wall_clock_minutes": round(train_minutes, 1),
             "hardware": f"CPU ({platform.processor() or platform.machine()}), {args.threads} threads",
             "seed": args.seed,
@@ -557,7 +551,7 @@ def main(argv: list[str] | None = None) -> int:
         "## Validation",
         "",
         f"accuracy {val_metrics['accuracy']:.4f}, macro-F1 {val_metrics['macro_f1']:.4f}, UAR {val_metrics['uar']:.4f} "
-        f"(best epoch {saver.best_epoch} of {len(history.history.get('loss', []))}).",
+        f"(best epoch {fitted.best_epoch} of {epochs_run}).",
         "",
         "## Training",
         "",
@@ -577,6 +571,28 @@ def main(argv: list[str] | None = None) -> int:
     ]
     write_model_card(args.output_dir, card, extra)
     print(f"wrote {args.output_dir} ({size / 1e6:.2f} MB) in {train_minutes:.1f} min", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """load -> fit -> export -> evaluate -> write the card."""
+    args = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    started = time.time()
+    seed_everything(args.seed)
+    import keras
+    import tensorflow as tf
+
+    limit_tensorflow_threads(tf, args.threads)
+    keras.utils.set_random_seed(args.seed)
+
+    hp = hyper_parameters(args)
+    data = load(args, hp)
+    if data is None:
+        return 2
+    fitted = fit(args, hp, data, started)
+    serving = export(args, data)
+    evaluation = evaluate(args, fitted, data)
+    write_card(args, hp, data=data, fitted=fitted, evaluation=evaluation, serving=serving)
     return 0
 
 

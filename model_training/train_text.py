@@ -21,14 +21,13 @@ measures and documents such a checkpoint without training.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import json
 import math
 import random
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,138 +37,11 @@ from inference.labels import EMOTIONS, NUM_EMOTIONS
 from model_training.common import (
     DEFAULT_DATA_ROOT,
     DEFAULT_MODELS_DIR,
-    classification_metrics,
-    expected_calibration_error,
     plot_confusion_matrix,
     write_model_card,
 )
-from preprocessing.text import clean_text
-
-EKMAN_TO_LABEL = {
-    "anger": "angry",
-    "disgust": "disgust",
-    "fear": "fear",
-    "joy": "happy",
-    "sadness": "sad",
-    "surprise": "surprise",
-    "neutral": "neutral",
-}
-#: Label spellings accepted from CSVs and CARER, mapped onto EMOTIONS.
-LABEL_ALIASES = {
-    **{e: e for e in EMOTIONS},
-    **EKMAN_TO_LABEL,
-    "love": "happy",
-    "happiness": "happy",
-    "sadness": "sad",
-    "anger": "angry",
-    "fearful": "fear",
-    "surprised": "surprise",
-    "disgusted": "disgust",
-    "calm": "neutral",
-}
-CARER_NAME = "CARER"
-GOEMOTIONS_NAME = "GoEmotions"
-
-
-@dataclass
-class TextSet:
-    """Texts with soft targets; ``hard`` is the class index, or -1 for multi-class rows."""
-
-    name: str
-    texts: list[str] = field(default_factory=list)
-    targets: list[np.ndarray] = field(default_factory=list)
-    hard: list[int] = field(default_factory=list)
-    label_sets: list[tuple[int, ...]] = field(default_factory=list)
-
-    def add(self, text: str, classes: set[int]) -> None:
-        try:
-            text = clean_text(text)
-        except Exception:  # empty rows cannot be learnt from or scored
-            return
-        target = np.zeros(NUM_EMOTIONS, dtype=np.float32)
-        target[sorted(classes)] = 1.0 / len(classes)
-        self.texts.append(text)
-        self.targets.append(target)
-        self.hard.append(next(iter(classes)) if len(classes) == 1 else -1)
-        self.label_sets.append(tuple(sorted(classes)))
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-    def subset(self, name: str, keep: list[bool]) -> TextSet:
-        out = TextSet(name)
-        for i, k in enumerate(keep):
-            if k:
-                out.texts.append(self.texts[i])
-                out.targets.append(self.targets[i])
-                out.hard.append(self.hard[i])
-                out.label_sets.append(self.label_sets[i])
-        return out
-
-
-# -- data ---------------------------------------------------------------------------------
-def label_index(name: str) -> int:
-    key = name.strip().lower()
-    if key not in LABEL_ALIASES:
-        raise ValueError(f"unknown label {name!r}; use one of {', '.join(EMOTIONS)}")
-    return EMOTIONS.index(LABEL_ALIASES[key])
-
-
-def load_goemotions(directory: Path, split: str) -> TextSet:
-    """One GoEmotions split (``train``/``dev``/``test``) with fine labels mapped to our 7."""
-    names = (directory / "emotions.txt").read_text(encoding="utf-8").split()
-    ekman = json.loads((directory / "ekman_mapping.json").read_text(encoding="utf-8"))
-    fine_to_label = {fine: EKMAN_TO_LABEL[group] for group, fines in ekman.items() for fine in fines}
-    fine_to_label["neutral"] = "neutral"
-    data = TextSet(f"{GOEMOTIONS_NAME} {split}")
-    with (directory / f"{split}.tsv").open(encoding="utf-8", newline="") as handle:
-        for line in handle:
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) < 2:
-                continue
-            classes = {EMOTIONS.index(fine_to_label[names[int(i)]]) for i in parts[1].split(",") if i}
-            if classes:
-                data.add(parts[0], classes)
-    return data
-
-
-def load_carer(directory: Path, split: str) -> TextSet:
-    """One CARER split (``train``/``val``/``test``): ``text;label`` lines, 6 labels."""
-    data = TextSet(f"{CARER_NAME} {split}")
-    with (directory / f"{split}.txt").open(encoding="utf-8") as handle:
-        for line in handle:
-            text, _, label = line.rstrip("\n").rpartition(";")
-            if text:
-                data.add(text, {label_index(label)})
-    return data
-
-
-def load_csv(path: Path, text_col: str, label_col: str, sep: str) -> TextSet:
-    """A user's CSV with one text column and one label column (labels as in LABEL_ALIASES)."""
-    data = TextSet(path.stem)
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        for row in csv.DictReader(handle, delimiter=sep):
-            data.add(row[text_col], {label_index(row[label_col])})
-    return data
-
-
-def load_corpora(args: argparse.Namespace) -> tuple[TextSet, list[TextSet], list[TextSet]]:
-    """Train set, validation sets and test sets (one per corpus, so each is reported alone)."""
-    if args.train_csv:
-        if not (args.val_csv and args.test_csv):
-            raise SystemExit("--train-csv needs --val-csv and --test-csv as well")
-        load = lambda p: load_csv(Path(p), args.text_col, args.label_col, args.sep)  # noqa: E731
-        return load(args.train_csv), [load(args.val_csv)], [load(args.test_csv)]
-    ge, carer = Path(args.goemotions_dir), Path(args.carer_dir)
-    train = TextSet("train")
-    for part in (load_goemotions(ge, "train"), load_carer(carer, "train")):
-        train.texts += part.texts
-        train.targets += part.targets
-        train.hard += part.hard
-        train.label_sets += part.label_sets
-    val = [load_carer(carer, "val"), load_goemotions(ge, "dev")]
-    test = [load_carer(carer, "test"), load_goemotions(ge, "test")]
-    return train, val, test
+from model_training.datasets import CARER_NAME, GOEMOTIONS_NAME, TextSet, load_corpora
+from model_training.eval_text import set_metrics
 
 
 # -- batching -----------------------------------------------------------------------------
@@ -218,21 +90,6 @@ def predict_fast(model: Any, token_ids: list[list[int]], pad_id: int, batch_size
 
 
 # -- metrics ------------------------------------------------------------------------------
-def set_metrics(data: TextSet, probs: np.ndarray) -> dict[str, Any]:
-    """Single-label metrics (rows with one class) plus any-label accuracy on multi-class rows."""
-    pred = probs.argmax(axis=1)
-    single = np.array([h >= 0 for h in data.hard])
-    result: dict[str, Any] = {}
-    if single.any():
-        truth = np.array(data.hard)[single]
-        result["single"] = classification_metrics(truth, pred[single])
-        result["single"]["ece"] = expected_calibration_error(probs[single], truth)
-    if (~single).any():
-        hits = [int(pred[i]) in data.label_sets[i] for i in np.flatnonzero(~single)]
-        result["multi"] = {"n": len(hits), "accuracy": float(np.mean(hits))}
-    return result
-
-
 def worst_validation_drop(reference: list[dict[str, Any]], other: list[dict[str, Any]]) -> float:
     """The largest loss of accuracy or macro-F1 on any validation set, ``other`` against ``reference``."""
     return max(
@@ -572,23 +429,31 @@ def tfidf_baseline(train_set: TextSet, test_sets: list[TextSet], seed: int) -> d
     return result
 
 
-def finalize(
-    args: argparse.Namespace,
-    output_dir: Path,
-    *,
-    train_set: TextSet,
-    val_sets: list[TextSet],
-    test_sets: list[TextSet],
-    training: dict[str, Any],
-    earlier_card: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Export the served graph, choose its precision on validation, measure on test, write the card.
+@dataclass
+class Exported:
+    """The served graph (precision chosen on validation) and what choosing it measured."""
+
+    graphs: dict[str, Path]
+    scratch: Path
+    serving: dict[str, Any]
+    precision_name: str
+    other_name: str
+    runtime: str
+    val_fp32: list[dict[str, Any]]
+    val_int8: list[dict[str, Any]]
+    score_fp32: float
+    score_int8: float
+    worst_drop: float
+    bias_report: dict[str, Any]
+
+
+def export(args: argparse.Namespace, output_dir: Path, val_sets: list[TextSet]) -> Exported:
+    """Export float32 and int8 graphs, serve the one validation prefers, fit the class prior correction.
 
     Both candidates are ONNX graphs run exactly as serving runs them: float32 (float16-stored
     weights) and ONNX Runtime's dynamic int8. Int8 is served when its worst validation drop is
     at most 0.5 point; else float32. The float32 graph must match eager PyTorch within 1e-4.
     """
-    import shutil
     import tempfile
 
     from inference.text import MODEL_FILE
@@ -622,6 +487,34 @@ def finalize(
     bias, bias_report = fit_class_log_bias(val_sets, probs_int8 if use_int8 else probs_fp32)
     write_class_log_bias(output_dir, bias)
     print("class log-bias:", json.dumps(bias_report), flush=True)
+    return Exported(
+        graphs,
+        scratch,
+        serving,
+        precision_name,
+        other_name,
+        runtime,
+        val_fp32,
+        val_int8,
+        score_fp32,
+        score_int8,
+        worst_drop,
+        bias_report,
+    )
+
+
+def evaluate(
+    args: argparse.Namespace,
+    output_dir: Path,
+    exported: Exported,
+    *,
+    train_set: TextSet,
+    val_sets: list[TextSet],
+    test_sets: list[TextSet],
+) -> dict[str, Any]:
+    """The served graph (and the other precision) on test, the emoji effect, the baseline; plots."""
+    graphs, runtime, other_name, scratch = exported.graphs, exported.runtime, exported.other_name, exported.scratch
+    val_fp32, val_int8 = exported.val_fp32, exported.val_int8
     emoji = emoji_effect(output_dir, val_sets, quantise=False, threads=args.threads, runtime=runtime)
     test_chosen, _ = measure(output_dir, test_sets, False, args.threads, runtime=runtime)
     test_other, _ = measure(output_dir, test_sets, False, args.threads, runtime=runtime, graph=graphs[other_name])
@@ -660,6 +553,34 @@ def finalize(
     }
     if args.baseline:
         baseline["measured_here"] = tfidf_baseline(train_set, test_sets, args.seed)
+    return {
+        "emoji": emoji,
+        "test": test_metrics,
+        "multi": multi,
+        "other_precision": other_precision,
+        "validation": validation_metrics,
+        "baseline": baseline,
+    }
+
+
+def write_card(
+    args: argparse.Namespace,
+    output_dir: Path,
+    *,
+    training: dict[str, Any],
+    exported: Exported,
+    evaluation: dict[str, Any],
+    earlier_card: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """card.json and MODEL_CARD.md; a re-finalized model keeps its earlier training record."""
+    from inference.text import MODEL_FILE
+
+    served_path = output_dir / MODEL_FILE
+    test_metrics, multi, other_precision = evaluation["test"], evaluation["multi"], evaluation["other_precision"]
+    validation_metrics, baseline, emoji = evaluation["validation"], evaluation["baseline"], evaluation["emoji"]
+    other_name, precision_name, runtime = exported.other_name, exported.precision_name, exported.runtime
+    bias_report, worst_drop, serving = exported.bias_report, exported.worst_drop, exported.serving
+    score_fp32, score_int8 = exported.score_fp32, exported.score_int8
     weights_bytes = served_path.stat().st_size
     card = {
         "model_name": args.model_name,
@@ -753,6 +674,24 @@ def finalize(
     return card
 
 
+def finalize(
+    args: argparse.Namespace,
+    output_dir: Path,
+    *,
+    train_set: TextSet,
+    val_sets: list[TextSet],
+    test_sets: list[TextSet],
+    training: dict[str, Any],
+    earlier_card: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """export -> evaluate -> write the card, for freshly trained or (``--finalize-only``) kept weights."""
+    exported = export(args, output_dir, val_sets)
+    evaluation = evaluate(args, output_dir, exported, train_set=train_set, val_sets=val_sets, test_sets=test_sets)
+    return write_card(
+        args, output_dir, training=training, exported=exported, evaluation=evaluation, earlier_card=earlier_card
+    )
+
+
 def _card_sections(card: dict[str, Any]) -> list[str]:
     lines = ["## Multi-label test rows", ""]
     for name, values in card["test_metrics_multi_label"].items():
@@ -829,18 +768,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    import torch
+def fit(
+    args: argparse.Namespace, output_dir: Path, train_set: TextSet, val_sets: list[TextSet]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Fine-tune (or, with ``--finalize-only``, read the record of the run that trained the kept weights).
 
-    torch.set_num_threads(args.threads)
-    # Seeded here rather than with common.seed_everything, which would import TensorFlow too.
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    output_dir = Path(args.output_dir)
-    train_set, val_sets, test_sets = load_corpora(args)
-    print(f"train {len(train_set)}, " + ", ".join(f"{s.name} {len(s)}" for s in val_sets + test_sets), flush=True)
+    Returns the training record and, when only an earlier card still describes that run, that card.
+    """
     log = output_dir / "training_log.json"
     previous_card = output_dir / "card.json"
     earlier_card: dict[str, Any] | None = None
@@ -858,6 +792,23 @@ def main(argv: list[str] | None = None) -> int:
                 (output_dir / stale).unlink(missing_ok=True)
         training = train(args, train_set, val_sets, output_dir)
         log.write_text(json.dumps(training, indent=2) + "\n", encoding="utf-8")
+    return training, earlier_card
+
+
+def main(argv: list[str] | None = None) -> int:
+    """load -> fit -> export -> evaluate -> write the card."""
+    args = build_parser().parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    # Seeded here rather than with common.seed_everything, which would import TensorFlow too.
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    output_dir = Path(args.output_dir)
+    train_set, val_sets, test_sets = load_corpora(args)
+    print(f"train {len(train_set)}, " + ", ".join(f"{s.name} {len(s)}" for s in val_sets + test_sets), flush=True)
+    training, earlier_card = fit(args, output_dir, train_set, val_sets)
     card = finalize(
         args,
         output_dir,
@@ -868,7 +819,7 @@ def main(argv: list[str] | None = None) -> int:
         earlier_card=earlier_card,
     )
     if not args.finalize_only:
-        log.unlink(missing_ok=True)
+        (output_dir / "training_log.json").unlink(missing_ok=True)
     shutil.rmtree(output_dir / "__pycache__", ignore_errors=True)
     print(json.dumps({k: card[k] for k in ("inference", "size_bytes")}, indent=2))
     for name, metrics in card["test_metrics"].items():

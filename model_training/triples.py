@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from inference.labels import EMOTIONS, MODALITIES, NUM_EMOTIONS
-from model_training.common import DEFAULT_DATA_ROOT, DEFAULT_MODELS_DIR
+from model_training.common import DEFAULT_DATA_ROOT, DEFAULT_MODELS_DIR, card_hash
 
 SPLITS = ("validation", "test")
 DEFAULT_CACHE_DIR = Path(os.environ.get("TMPDIR", "/tmp")) / "moodlens-fusion-cache"
@@ -109,7 +109,7 @@ def face_pool(
     cache_dir: Path = DEFAULT_CACHE_DIR,
 ) -> Pool:
     """FER2013 PublicTest (validation) or PrivateTest (test); or validation/ and test/ folders."""
-    from model_training.train_face import load_fer_csv, load_image_folders
+    from model_training.datasets import load_fer_csv, load_image_folders
 
     usage = {"validation": "PublicTest", "test": "PrivateTest"}[split]
     if image_dir is not None:
@@ -151,7 +151,7 @@ def speech_pool(
     speaker_regex: str = RAVDESS_SPEAKER_REGEX,
 ) -> Pool:
     """The clips of ``speakers`` (RAVDESS file names, or ``<emotion>/`` folders with --labels-from folder)."""
-    from model_training.train_speech import list_clips
+    from model_training.datasets import list_clips
 
     root = Path(data_root) if data_root else DEFAULT_DATA_ROOT / "speech" / "ravdess"
     wanted = {str(int(s)) if str(s).isdigit() else str(s) for s in speakers}
@@ -177,7 +177,7 @@ def text_pool(
     sep: str = ",",
 ) -> Pool:
     """Single-label GoEmotions dev/test + CARER val/test rows, or a user's labelled CSV."""
-    from model_training.train_text import load_carer, load_csv, load_goemotions
+    from model_training.datasets import load_carer, load_csv, load_goemotions
 
     if csv_path is not None:
         parts = [load_csv(Path(csv_path), text_col, label_col, sep)]
@@ -245,15 +245,10 @@ def build_triples(pools: dict[str, Pool], per_label: int, seed: int, split: str)
 
 
 # -- running the recognisers once, with a cache --------------------------------------------
-def _card_hash(model_dir: Path) -> str:
-    card = Path(model_dir) / "card.json"
-    return hashlib.sha1(card.read_bytes()).hexdigest()[:12] if card.is_file() else "nocard"
-
-
 def _model_state(model_dir: Path) -> str:
     """Card content plus every file's name, size and modification time: a rewritten weight file
     invalidates the cache even when its card stays the same."""
-    digest = hashlib.sha1(_card_hash(model_dir).encode())
+    digest = hashlib.sha1(card_hash(model_dir).encode())
     for path in sorted(p for p in Path(model_dir).iterdir() if p.is_file()):
         stat = path.stat()
         digest.update(f"{path.name}|{stat.st_size}|{stat.st_mtime_ns}".encode())
@@ -262,7 +257,7 @@ def _model_state(model_dir: Path) -> str:
 
 def _face_runner(recognizer: Any) -> Callable[[Pool, np.ndarray], tuple[np.ndarray, dict[int, str]]]:
     """FER faces are already 48x48 crops: the recogniser's batch path, with its normalisation."""
-    from model_training.train_face import normalise
+    from model_training.datasets import normalise
 
     def run(pool: Pool, which: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
         out = np.zeros((len(which), NUM_EMOTIONS))

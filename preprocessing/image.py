@@ -33,6 +33,10 @@ DEFAULT_MARGIN = 0.0
 #: the first finds nothing in a larger picture.
 DETECT_SIDE = 320
 DETECT_SIDE_FINE = 640
+#: A face that fills the frame (a close webcam, a selfie, an already-cropped face) leaves the
+#: cascade no room for its search window: when nothing is found, the frame is scanned once
+#: more inside a border of this fraction of its longer side on every side.
+PAD_FRACTION = 0.35
 #: Smallest face the detector reports, in pixels of the scanned copy.
 MIN_FACE = 24
 
@@ -197,14 +201,34 @@ def detect_faces(gray: np.ndarray) -> list[FaceBox]:
     """Every frontal face in a grayscale frame, largest first (empty list when none).
 
     The frame is scanned at a longer side of 320 px; only when that finds nothing in a larger
-    picture is it scanned again at 640 px, so small faces in big photos are still found.
+    picture is it scanned again at 640 px, so small faces in big photos are still found, and
+    only when both find nothing inside a padded border, so faces that fill the frame are too.
     """
     if gray.ndim != 2 or gray.dtype != np.uint8:
         raise ValueError("detect_faces expects a 2-D uint8 grayscale array")
     boxes = _detect_at(gray, DETECT_SIDE)
     if not boxes and max(gray.shape) > DETECT_SIDE * 1.5:
         boxes = _detect_at(gray, DETECT_SIDE_FINE)
+    if not boxes:
+        boxes = _detect_padded(gray)
     return sorted(boxes, key=lambda b: (-b.area, b.x, b.y))
+
+
+def _detect_padded(gray: np.ndarray) -> list[FaceBox]:
+    """Scan a copy inside a border of the frame's mean grey; boxes are clipped to the frame."""
+    import cv2
+
+    height, width = gray.shape
+    pad = max(1, round(PAD_FRACTION * max(height, width)))
+    padded = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=int(gray.mean()))
+    boxes = []
+    for box in _detect_at(padded, DETECT_SIDE):
+        x0, y0 = max(box.x - pad, 0), max(box.y - pad, 0)
+        x1, y1 = min(box.x + box.w - pad, width), min(box.y + box.h - pad, height)
+        # Keep faces mostly inside the real frame, not ones the border made up.
+        if (x1 - x0) * (y1 - y0) >= 0.5 * box.w * box.h:
+            boxes.append(FaceBox(x0, y0, x1 - x0, y1 - y0))
+    return boxes
 
 
 # -- cropping and normalisation --------------------------------------------------------------

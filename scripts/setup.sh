@@ -11,7 +11,8 @@ dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
 system_packages=(ffmpeg)
-[ "$dev" = 1 ] && system_packages+=(chromium chromium-driver nginx)  # nginx: the slow-client test
+# wrk drives `make loadtest`; nginx is the local proxy of the scale-out benchmark and of the slow-client test.
+[ "$dev" = 1 ] && system_packages+=(chromium chromium-driver wrk nginx-light)
 
 missing=()
 for pkg in "${system_packages[@]}"; do
@@ -36,16 +37,22 @@ if [ ! -x .venv/bin/python ]; then
 fi
 requirements=(requirements.txt)
 [ "$dev" = 1 ] && requirements+=(requirements-train.txt requirements-dev.txt)
-stamp=.venv/.installed-$(cat "${requirements[@]}" | sha1sum | cut -c1-12)
-if [ ! -f "$stamp" ]; then
+# One stamp per lock file and content: `make run` after `make test` installs nothing again.
+missing_sets=()
+for file in "${requirements[@]}"; do
+  [ -f ".venv/.installed-${file%.txt}-$(sha1sum < "$file" | cut -c1-12)" ] || missing_sets+=("$file")
+done
+if [ ${#missing_sets[@]} -gt 0 ]; then
   echo "==> upgrading pip"
   .venv/bin/python -m pip install --quiet --upgrade pip
   pip_args=()
   for file in "${requirements[@]}"; do pip_args+=(-r "$file"); done
   echo "==> installing the locked Python packages from ${requirements[*]} (the first run downloads them)"
   .venv/bin/python -m pip install --require-hashes --progress-bar on "${pip_args[@]}"
-  rm -f .venv/.installed-*
-  touch "$stamp"
+  for file in "${requirements[@]}"; do
+    rm -f ".venv/.installed-${file%.txt}-"*
+    touch ".venv/.installed-${file%.txt}-$(sha1sum < "$file" | cut -c1-12)"
+  done
 fi
-echo "==> .venv holds $(du -sh .venv | cut -f1)"
+echo "==> .venv holds $(du -sh .venv/ | cut -f1)"
 echo "==> setup complete"

@@ -23,6 +23,7 @@ from database.models import (
     LoginSession,
     ModalityResult,
     Prediction,
+    Transcript,
     User,
     new_login_session_id,
     new_session_token,
@@ -342,13 +343,14 @@ def change_password(
 
 
 def delete_user(session: Session, user: User, *, uploads_dir: str | Path | None = None) -> None:
-    """Delete the account with every prediction, modality result and token (committed).
+    """Delete the account with every prediction, modality result, transcript and token (committed).
 
     With ``uploads_dir``, the raw uploads kept for the account (``<uploads_dir>/<id>/``) go too.
     """
     user_id = user.id
     prediction_ids = select(Prediction.id).where(Prediction.user_id == user.id)
     session.execute(delete(ModalityResult).where(ModalityResult.prediction_id.in_(prediction_ids)))
+    session.execute(delete(Transcript).where(Transcript.prediction_id.in_(prediction_ids)))
     session.execute(delete(Prediction).where(Prediction.user_id == user.id))
     session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
     session.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
@@ -413,16 +415,24 @@ def revoke_token(session: Session, user: User, token_id: int) -> ApiToken:
 
 
 def user_for_token(session: Session, value: str) -> User | None:
-    """The owner of an active token (and note its use), or None."""
-    token = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(value)))
-    if token is None or token.revoked_at is not None:
+    """The owner of an active token (and note its use), or None.
+
+    One query finds the token and its owner together; ``last_used_at`` is written at most
+    once a minute with a plain UPDATE (writing on every request would serialise API calls).
+    """
+    row = session.execute(
+        select(User, ApiToken.id, ApiToken.last_used_at)
+        .join(ApiToken, ApiToken.user_id == User.id)
+        .where(ApiToken.token_hash == hash_token(value), ApiToken.revoked_at.is_(None))
+    ).first()
+    if row is None:
         return None
+    user, token_id, last_used_at = row
     now = utcnow()
-    # Writing on every request would serialise API calls; a minute's precision is plenty.
-    if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 60:
-        token.last_used_at = now
+    if last_used_at is None or (now - last_used_at).total_seconds() > 60:
+        session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=now))
         session.commit()
-    return session.get(User, token.user_id)
+    return user
 
 
 def token_to_dict(token: ApiToken) -> dict[str, Any]:

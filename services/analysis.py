@@ -9,6 +9,7 @@ or invent a prediction for a failed analysis.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import threading
@@ -18,18 +19,51 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from database.models import Prediction, User, utcnow
-from inference.errors import EmotionAppError, InvalidInput, ModelUnavailable
+from inference.errors import EmotionAppError, InvalidInput, ModelLoading, ModelUnavailable, UnusableInput
 from inference.registry import RecognizerRegistry
-from services.predictions import store_prediction
+from services.predictions import find_by_idempotency_key, store_prediction
 
 log = logging.getLogger(__name__)
 
 PREDICTOR_KEY = "moodlens_predictor"
 REGISTRY_KEY = "moodlens_registry"
+TRANSCRIBER_KEY = "moodlens_transcriber"
 _predictor_lock = threading.Lock()
+
+
+class IdempotencyKeyReused(EmotionAppError):
+    """The key already names a prediction of another kind: the client mixed up two requests."""
+
+    status = 409
+    code = "idempotency_key_reused"
+
+
+def replay(session: Session, user: User, kind: str, key: str | None) -> Prediction | None:
+    """The prediction an earlier request with this ``Idempotency-Key`` stored, or None.
+
+    A retry after a timeout or a 503 thus gets the stored answer, and nothing is stored twice.
+    """
+    if not key:
+        return None
+    stored = find_by_idempotency_key(session, user.id, key)
+    if stored is not None and stored.kind != kind:
+        raise IdempotencyKeyReused(
+            f"This Idempotency-Key was already used for a {stored.kind} prediction; send a new key."
+        )
+    return stored
+
+
+#: Set on a prediction that an earlier request stored under the same key (the answer is a replay).
+_REPLAYED = "_moodlens_replayed"
+
+
+def is_replay(prediction: Prediction) -> bool:
+    """True when :func:`analyse` answered what an earlier request with the same key stored."""
+    return bool(getattr(prediction, _REPLAYED, False))
 
 
 class ConsentRequired(EmotionAppError):
@@ -152,9 +186,25 @@ def analyse(
     text_summary: Mapping[str, Any] | None = None,
     strategy: str | None = None,
     weights: Mapping[str, float] | None = None,
+    transcribe: bool = False,
+    transcript: Mapping[str, Any] | None = None,
+    transcript_dropped: Mapping[str, str] | None = None,
+    idempotency_key: str | None = None,
 ) -> Prediction:
-    """Predict and store. ``kind`` is text/image/speech (one input) or multimodal (fusion)."""
+    """Predict and store. ``kind`` is text/image/speech (one input) or multimodal (fusion).
+
+    With ``transcribe`` the recording's words become the text modality (unless a text is
+    given: typed text wins) and the transcript is returned and stored with the prediction.
+
+    With an ``idempotency_key`` the user already stored a prediction under (a retry, or a
+    concurrent twin), the answer is that prediction (:func:`is_replay` is true): the unique
+    index decides, and this request's result is not stored.
+    """
     require_consent(user, image=image is not None, audio=audio is not None)
+    if transcribe:
+        return _analyse_with_transcript(
+            app, session, user, kind=kind, image=image, audio=audio, text=text, strategy=strategy, weights=weights
+        )
     predictor = get_predictor(app)
     summaries: dict[str, dict[str, Any]] = {}
     if image is not None:
@@ -163,6 +213,8 @@ def analyse(
         summaries["speech"] = dict(audio.summary)
     if text is not None:
         summaries["text"] = dict(text_summary or {"text": text, "characters": len(text)})
+    elif transcript_dropped is not None:
+        summaries["text"] = {"source": "transcript"}
 
     if kind == "text":
         if text is None:
@@ -172,11 +224,11 @@ def analyse(
         if image is None:
             raise InvalidInput("An image is required.", code="missing_image")
         result = predictor.predict_from_image(image.data, **recognizer_options(app, "face"))
-    elif kind == "speech":
+    elif kind == "speech" and text is None:
         if audio is None:
             raise InvalidInput("An audio recording is required.", code="missing_audio")
         result = predictor.predict_from_audio(audio.data, **recognizer_options(app, "speech"))
-    elif kind == "multimodal":
+    elif kind in {"multimodal", "speech"}:  # a transcribed recording: voice + its words
         if image is None and audio is None and text is None:
             raise InvalidInput("Send at least one of image, audio or text.", code="no_input")
         kwargs: dict[str, Any] = {
@@ -190,6 +242,8 @@ def analyse(
             kwargs["weights"] = dict(weights)
         given = [m for m, value in (("face", image), ("speech", audio), ("text", text)) if value is not None]
         kwargs["options"] = {m: recognizer_options(app, m) for m in given}
+        if transcript is not None and transcript.get("used_as_text"):
+            kwargs["spoken_text"] = True  # neutral words must not drown the voice
         result = predictor.predict_multimodal(**kwargs)
     else:  # pragma: no cover - routes pass known kinds
         raise ValueError(kind)
@@ -206,7 +260,19 @@ def analyse(
                 kept = _keep_upload(app, user, f"{name}-{media.summary.get('file_name') or name}", media)
                 summaries[modality]["kept_file"] = kept
 
-    prediction = store_prediction(session, user.id, kind, result, summaries)
+    if transcript is not None:
+        result = {**result, "transcript": transcript}
+        if transcript_dropped is not None:
+            result["dropped"] = {**(result.get("dropped") or {}), "text": transcript_dropped}
+    try:
+        prediction = store_prediction(session, user.id, kind, result, summaries, idempotency_key=idempotency_key)
+    except IntegrityError:
+        session.rollback()
+        stored = replay(session, user, kind, idempotency_key)
+        if stored is None:
+            raise
+        setattr(stored, _REPLAYED, True)
+        return stored
     log.info(
         "event=prediction_stored prediction_id=%s user_id=%s kind=%s emotion=%s modalities=%s",
         prediction.id,
@@ -216,3 +282,155 @@ def analyse(
         ",".join(result.get("modalities_used") or []),
     )
     return prediction
+
+
+# -- transcripts ---------------------------------------------------------------------------
+def build_transcriber(app: Flask) -> Any:
+    """The process's transcriber (Whisper-base), its model joined into INSTANCE_DIR on first load."""
+    from inference.transcriber import Transcriber
+
+    return Transcriber(
+        Path(app.config["INSTANCE_DIR"]) / "whisper-base",
+        compute_type=str(app.config.get("TRANSCRIBE_COMPUTE_TYPE") or "int8"),
+        beam_size=int(app.config.get("TRANSCRIBE_BEAM_SIZE") or 5),
+    )
+
+
+def _transcriber(app: Flask) -> Any:
+    """The process's transcriber object, built once (its model loads separately)."""
+    transcriber = app.extensions.get(TRANSCRIBER_KEY)
+    if transcriber is None:
+        with _predictor_lock:
+            transcriber = app.extensions.get(TRANSCRIBER_KEY)
+            if transcriber is None:
+                transcriber = app.extensions[TRANSCRIBER_KEY] = build_transcriber(app)
+    return transcriber
+
+
+def get_transcriber(app: Flask) -> Any:
+    """The loaded transcriber; 503 ``model_loading`` while the background load has not reached
+    it, 503 ``transcriber_unavailable`` when it is missing or its model failed the hash check."""
+    if not app.config.get("TRANSCRIBE_ENABLED", True):
+        raise ModelUnavailable(
+            "Transcription is switched off on this server (TRANSCRIBE_ENABLED=false).", code="transcriber_unavailable"
+        )
+    transcriber = _transcriber(app)
+    if not transcriber.is_loaded and transcriber.error is None and get_registry(app).loading:
+        raise ModelLoading(
+            "The transcriber is still loading (the server has just started); try again in a few seconds.",
+            retry_after=2,
+        )
+    transcriber.load()  # raises TranscriberUnavailable (503) with the reason
+    return transcriber
+
+
+def transcriber_status(app: Flask) -> dict[str, Any]:
+    """Whether ``transcribe=true`` can be asked for here (never loads the model)."""
+    if not app.config.get("TRANSCRIBE_ENABLED", True):
+        return {"available": False, "loaded": False, "error": "Transcription is switched off on this server."}
+    transcriber = _transcriber(app)
+    return {
+        "available": transcriber.is_available() and transcriber.error is None,
+        "loaded": transcriber.is_loaded,
+        "error": transcriber.error,
+        "model_name": "whisper-base",
+        "languages_analysed": ["en"],
+    }
+
+
+def preload_transcriber(app: Flask) -> None:
+    """Load the transcriber with the other models (a failure is kept and answered as 503 later)."""
+    # Only beside a voice model: a server without one has no recordings to transcribe at start.
+    if app.config.get("TRANSCRIBE_ENABLED", True) and "speech" in get_registry(app).available():
+        with contextlib.suppress(ModelUnavailable):
+            _transcriber(app).load()
+
+
+def transcribe_recording(
+    app: Flask, audio: MediaInput, typed_text: str | None
+) -> tuple[dict[str, Any] | None, str | None, dict[str, str] | None]:
+    """``(transcript, words for the text model, why the text modality was left out)``.
+
+    Typed text wins (the transcript is only reported); another language than English, no
+    words, or a recording without speech leave the text modality out with the reason.
+    """
+    from inference.transcriber import TEXT_LANGUAGE
+
+    transcriber = get_transcriber(app)
+    max_seconds = float(app.config.get("MAX_AUDIO_SECONDS") or 60)
+    try:
+        heard = transcriber.transcribe(audio.data, max_seconds=max_seconds)
+    except UnusableInput as exc:  # silence, too short, corrupt: the voice model says the same
+        return None, None, {"code": exc.code, "message": f"No words were transcribed: {exc.message}"}
+    transcript = heard.to_dict()
+    transcript["used_as_text"] = False
+    if typed_text is not None:
+        return transcript, None, None
+    if not heard.has_words:
+        reason = {
+            "code": "no_words",
+            "message": "No words were heard in the recording, so the text modality was left out.",
+        }
+        return transcript, None, reason
+    if heard.language != TEXT_LANGUAGE:
+        reason = {
+            "code": "unsupported_language",
+            "message": f"The recording was transcribed as language '{heard.language}'; the text model understands "
+            "English only, so the words were not analysed.",
+        }
+        return transcript, None, reason
+    transcript["used_as_text"] = True
+    return transcript, heard.text, None
+
+
+def _analyse_with_transcript(
+    app: Flask,
+    session: Session,
+    user: User,
+    *,
+    kind: str,
+    image: MediaInput | None,
+    audio: MediaInput | None,
+    text: str | None,
+    strategy: str | None,
+    weights: Mapping[str, float] | None,
+) -> Prediction:
+    """Transcribe, then analyse voice + words (+ face) and store the transcript with the prediction."""
+    if audio is None:
+        raise InvalidInput("transcribe=true needs an audio recording.", code="missing_audio")
+    transcript, words, dropped = transcribe_recording(app, audio, text)
+    if text is None and words is not None:
+        if strategy is None:
+            strategy = fusion_offer(app)[0]
+        return analyse(
+            app,
+            session,
+            user,
+            kind=kind,
+            image=image,
+            audio=audio,
+            text=words,
+            text_summary={"source": "transcript", "characters": len(words)},
+            strategy=strategy,
+            weights=weights,
+            transcript=transcript,
+        )
+    try:
+        return analyse(
+            app,
+            session,
+            user,
+            kind=kind,
+            image=image,
+            audio=audio,
+            text=text,
+            strategy=strategy,
+            weights=weights,
+            transcript=transcript,
+            transcript_dropped=dropped,
+        )
+    except UnusableInput as exc:
+        if dropped is not None and image is None and text is None:
+            # One voice, no words: the voice model's refusal, with the words' reason beside it.
+            raise UnusableInput(f"{exc.message} {dropped['message']}", code=exc.code) from exc
+        raise

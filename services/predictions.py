@@ -7,6 +7,7 @@ created_at) indices; the export streams in chunks so 100k rows never sit in memo
 
 from __future__ import annotations
 
+import base64
 import csv
 import datetime as dt
 import io
@@ -19,8 +20,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, func, select
+from sqlalchemy import and_, case, delete, exists, func, insert, or_, select, update
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from database.models import (
     KINDS,
@@ -29,6 +33,8 @@ from database.models import (
     STATUS_USED,
     ModalityResult,
     Prediction,
+    Transcript,
+    UserDailyTally,
     utcnow,
 )
 from inference.errors import InvalidInput
@@ -126,8 +132,16 @@ def store_prediction(
     *,
     created_at: dt.datetime | None = None,
     commit: bool = True,
+    idempotency_key: str | None = None,
 ) -> Prediction:
-    """Persist a predictor result (the shape of MultimodalEmotionPredictor's dicts)."""
+    """Persist a predictor result (the shape of MultimodalEmotionPredictor's dicts), with its
+    ``transcript`` when the recording was transcribed.
+
+    Plain INSERTs (one for the prediction, one executemany for its modality rows, one upsert of
+    the day's tally), no ORM unit of work: the returned :class:`Prediction` is a detached
+    object carrying what was stored, for the response. A second prediction with the same
+    ``idempotency_key`` for the user raises :class:`~sqlalchemy.exc.IntegrityError`.
+    """
     if kind not in KINDS:
         raise ValueError(f"unknown prediction kind {kind!r}")
     input_summaries = input_summaries or {}
@@ -142,10 +156,12 @@ def store_prediction(
         fusion_weights=to_jsonable(fusion.get("weights")) if fusion else None,
         fusion_explanation=bound_details(fusion.get("explanation")) if fusion else None,
         input_summary=to_jsonable(dict(input_summaries)),
+        idempotency_key=idempotency_key,
     )
     prediction.set_probabilities(result.get("probabilities"))
     individual = result.get("individual_results") or {}
     dropped = result.get("dropped") or {}
+    rows: list[ModalityResult] = []
     for modality in MODALITIES:
         summary = to_jsonable(input_summaries.get(modality)) if modality in input_summaries else None
         if modality in individual:
@@ -174,13 +190,107 @@ def store_prediction(
             row.set_probabilities(None)
         else:
             continue
-        prediction.modality_results.append(row)
-    session.add(prediction)
+        rows.append(row)
+    values = {column: getattr(prediction, column) for column in _PREDICTION_COLUMNS}
+    prediction.id = session.execute(insert(Prediction).values(values)).inserted_primary_key[0]
+    for row in rows:
+        row.prediction_id = prediction.id
+    if rows:
+        session.execute(
+            insert(ModalityResult), [{column: getattr(row, column) for column in _RESULT_COLUMNS} for row in rows]
+        )
+    used = {row.modality for row in rows if row.status == STATUS_USED}
+    _add_to_tally(session, prediction, used, +1)
+    transcript = transcript_row(result["transcript"]) if result.get("transcript") else None
+    if transcript is not None:
+        transcript.prediction_id = prediction.id
+        session.execute(insert(Transcript).values({c: getattr(transcript, c) for c in _TRANSCRIPT_COLUMNS}))
     if commit:
         session.commit()
-    else:
-        session.flush()
+    set_committed_value(prediction, "modality_results", rows)
+    set_committed_value(prediction, "transcript", transcript)
     return prediction
+
+
+def transcript_row(transcript: Mapping[str, Any]) -> Transcript:
+    """A :class:`Transcript` row from the answer's ``transcript`` dict."""
+    return Transcript(
+        text=str(transcript.get("text") or ""),
+        language=str(transcript.get("language") or "")[:16],
+        language_probability=to_jsonable(transcript.get("language_probability")),
+        duration_seconds=to_jsonable(transcript.get("duration_seconds")),
+        segments=bound_details({"segments": transcript.get("segments") or []})["segments"],
+        used_as_text=bool(transcript.get("used_as_text")),
+        model_name=str(transcript.get("model_name") or "")[:100] or None,
+        model_version=str(transcript.get("model_version") or "")[:100] or None,
+    )
+
+
+def transcript_to_dict(row: Transcript | None) -> dict[str, Any] | None:
+    """The stored transcript as the API shows it (None when the recording was not transcribed)."""
+    if row is None:
+        return None
+    return {
+        "text": row.text,
+        "language": row.language,
+        "language_probability": row.language_probability,
+        "duration_seconds": row.duration_seconds,
+        "segments": row.segments or [],
+        "used_as_text": bool(row.used_as_text),
+        "model_name": row.model_name,
+        "model_version": row.model_version,
+    }
+
+
+_PREDICTION_COLUMNS = tuple(c.key for c in Prediction.__table__.columns if c.key != "id")
+_RESULT_COLUMNS = tuple(c.key for c in ModalityResult.__table__.columns if c.key != "id")
+_TRANSCRIPT_COLUMNS = tuple(c.key for c in Transcript.__table__.columns if c.key != "id")
+
+
+def _add_to_tally(session: Session, prediction: Any, used: set[str], sign: int) -> None:
+    """Count ``prediction`` into (sign=+1) or out of (sign=-1) its user's tally for its UTC day."""
+    values = {
+        "user_id": prediction.user_id,
+        "day": prediction.created_at.date(),
+        "kind": prediction.kind,
+        "emotion": prediction.emotion,
+        "predictions": sign,
+        "confidence_sum": sign * float(prediction.confidence),
+        **{f"{m}_used": sign * int(m in used) for m in MODALITIES},
+    }
+    if sign < 0:  # the row exists: the prediction was counted when it was stored
+        table = UserDailyTally.__table__
+        key = [table.c[name] == values[name] for name in ("user_id", "day", "kind", "emotion")]
+        session.execute(
+            update(UserDailyTally).where(*key).values({name: table.c[name] + values[name] for name in _TALLY_COUNTERS})
+        )
+        session.execute(delete(UserDailyTally).where(*key, table.c.predictions <= 0))
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect in {"mysql", "mariadb"}:
+        statement = mysql_insert(UserDailyTally).values(values)
+        statement = statement.on_duplicate_key_update(
+            {name: UserDailyTally.__table__.c[name] + statement.inserted[name] for name in _TALLY_COUNTERS}
+        )
+    else:
+        statement = sqlite_insert(UserDailyTally).values(values)
+        statement = statement.on_conflict_do_update(
+            index_elements=["user_id", "day", "kind", "emotion"],
+            set_={name: UserDailyTally.__table__.c[name] + statement.excluded[name] for name in _TALLY_COUNTERS},
+        )
+    session.execute(statement)
+
+
+_TALLY_COUNTERS = ("predictions", "confidence_sum", *(f"{m}_used" for m in MODALITIES))
+
+
+def find_by_idempotency_key(session: Session, user_id: int, key: str) -> Prediction | None:
+    """The user's prediction stored under ``key`` (with its modality rows), or None."""
+    return session.scalar(
+        select(Prediction)
+        .where(Prediction.user_id == user_id, Prediction.idempotency_key == key)
+        .options(selectinload(Prediction.modality_results))
+    )
 
 
 # -- reading -----------------------------------------------------------------------------
@@ -218,6 +328,7 @@ def prediction_to_dict(prediction: Prediction) -> dict[str, Any]:
         "probabilities": prediction.probabilities,
         "fusion": fusion,
         "modalities": [modality_to_dict(row) for row in prediction.modality_results],
+        "transcript": transcript_to_dict(prediction.transcript),
     }
 
 
@@ -229,7 +340,7 @@ def get_prediction(session: Session, user_id: int, prediction_id: Any) -> Predic
     prediction = session.scalar(
         select(Prediction)
         .where(Prediction.id == pid, Prediction.user_id == user_id)
-        .options(selectinload(Prediction.modality_results))
+        .options(selectinload(Prediction.modality_results), selectinload(Prediction.transcript))
     )
     if prediction is None:
         raise NotFound("No such prediction.")
@@ -242,8 +353,11 @@ def delete_prediction(
     """Delete one of the user's predictions, and its kept uploads when ``uploads_dir`` is given."""
     prediction = get_prediction(session, user_id, prediction_id)
     kept = kept_files(prediction.input_summary, user_id, uploads_dir)
+    used = {row.modality for row in prediction.modality_results if row.status == STATUS_USED}
     session.execute(delete(ModalityResult).where(ModalityResult.prediction_id == prediction.id))
-    session.execute(delete(Prediction).where(Prediction.id == prediction.id))
+    session.execute(delete(Transcript).where(Transcript.prediction_id == prediction.id))
+    if session.execute(delete(Prediction).where(Prediction.id == prediction.id)).rowcount:
+        _add_to_tally(session, prediction, used, -1)  # only the request that deleted the row counts it out
     session.commit()
     for path in kept:
         path.unlink(missing_ok=True)
@@ -406,55 +520,173 @@ def _positive_int(value: Any, name: str, default: int, maximum: int | None = Non
     return number
 
 
+def _tally_conditions(user_id: int, filters: Mapping[str, Any]) -> list[Any] | None:
+    """The filters as conditions on ``user_daily_tallies``, or None when the tallies cannot
+    answer them exactly (a modality filter, or date bounds in a zone other than UTC)."""
+    dated = filters.get("date_from") or filters.get("date_to")
+    if filters.get("modality") or (dated and (filters.get("tz") is not None or filters.get("tz_offset"))):
+        return None
+    conditions: list[Any] = [UserDailyTally.user_id == user_id]
+    if filters.get("emotion"):
+        conditions.append(UserDailyTally.emotion == filters["emotion"])
+    if filters.get("kind"):
+        conditions.append(UserDailyTally.kind == filters["kind"])
+    if filters.get("date_from"):
+        conditions.append(UserDailyTally.day >= filters["date_from"])
+    if filters.get("date_to"):
+        conditions.append(UserDailyTally.day <= filters["date_to"])
+    return conditions
+
+
+def count_predictions(session: Session, user_id: int, filters: Mapping[str, Any]) -> int:
+    """How many predictions the filters keep: summed from the daily tallies where they can
+    answer (O(days)), counted in the index otherwise."""
+    tally = _tally_conditions(user_id, filters)
+    if tally is not None:
+        return int(session.scalar(select(func.sum(UserDailyTally.predictions)).where(*tally)) or 0)
+    return session.scalar(select(func.count()).select_from(Prediction).where(*_conditions(user_id, filters))) or 0
+
+
+def encode_cursor(prediction: Prediction) -> str:
+    """An opaque position after ``prediction`` in the newest-first history (for ``cursor=``)."""
+    raw = f"{prediction.created_at.isoformat()}|{prediction.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(value: str) -> tuple[dt.datetime, int]:
+    try:
+        padded = value + "=" * (-len(value) % 4)
+        moment, _, pid = base64.urlsafe_b64decode(padded.encode("ascii")).decode().partition("|")
+        return dt.datetime.fromisoformat(moment).replace(tzinfo=None), int(pid)
+    except (ValueError, UnicodeError):
+        message = "cursor is not one this server issued (use next_cursor)."
+        raise InvalidInput(message, code="invalid_pagination") from None
+
+
 def list_predictions(session: Session, user_id: int, args: Mapping[str, Any]) -> dict[str, Any]:
-    """One page of the user's history, newest first, with total and page count."""
+    """One page of the user's history, newest first, with total and page count.
+
+    ``page`` pages by offset; ``cursor`` (the ``next_cursor`` of the previous page) continues
+    right after that page's last row, as cheap on page 5,000 as on page 1 (keyset pagination
+    on the (user_id, created_at, id) index).
+    """
     page = _positive_int(args.get("page"), "page", 1, 1_000_000)
     per_page = _positive_int(args.get("per_page"), "per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE)
-    conditions = _conditions(user_id, parse_filters(args))
-    total = session.scalar(select(func.count()).select_from(Prediction).where(*conditions)) or 0
-    rows = session.scalars(
-        select(Prediction)
-        .where(*conditions)
-        .order_by(Prediction.created_at.desc(), Prediction.id.desc())
-        .limit(per_page)
-        .offset((page - 1) * per_page)
-        .options(selectinload(Prediction.modality_results))
-    ).all()
+    filters = parse_filters(args)
+    conditions = _conditions(user_id, filters)
+    # Two steps: the page's ids from the covering (user_id, created_at, id) index alone (no row
+    # is read for the rows skipped by an offset or a cursor), then those rows by primary key.
+    query = select(Prediction.id).where(*conditions)
+    cursor = args.get("cursor")
+    if cursor:
+        moment, pid = _decode_cursor(str(cursor))
+        query = query.where(
+            Prediction.created_at <= moment,
+            or_(Prediction.created_at < moment, Prediction.id < pid),
+        )
+    else:
+        query = query.offset((page - 1) * per_page)
+    ids = session.scalars(query.order_by(Prediction.created_at.desc(), Prediction.id.desc()).limit(per_page)).all()
+    found = (
+        {
+            p.id: p
+            for p in session.scalars(
+                select(Prediction)
+                .where(Prediction.id.in_(ids))
+                .options(selectinload(Prediction.modality_results), selectinload(Prediction.transcript))
+            )
+        }
+        if ids
+        else {}
+    )
+    rows = [found[i] for i in ids if i in found]
+    total = count_predictions(session, user_id, filters)
     return {
         "items": [prediction_to_dict(p) for p in rows],
-        "page": page,
+        "page": None if cursor else page,
         "per_page": per_page,
         "total": total,
         "pages": max(1, math.ceil(total / per_page)) if total else 0,
+        "next_cursor": encode_cursor(rows[-1]) if len(rows) == per_page else None,
     }
 
 
 def statistics(session: Session, user_id: int, args: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Counts per emotion, modality, kind and day plus the average confidence (UTC days).
 
-    Three grouped queries: (day, emotion) gives the totals, the per-emotion counts and the
-    confidence sum; kinds and modalities have their own.
+    Read from the daily tallies (two grouped queries over O(days) rows) whenever they answer
+    the filters exactly; a modality filter or zoned date bounds scan the predictions instead.
     """
-    conditions = _conditions(user_id, parse_filters(args or {}))
+    filters = parse_filters(args or {})
+    tally = _tally_conditions(user_id, filters)
+    if tally is None:
+        return _statistics_from_rows(session, user_id, filters)
+    t = UserDailyTally
+    # One row per day with the seven emotion counts as columns: the driver parses 1 row, not 7.
+    per_emotion = [func.sum(case((t.emotion == emotion, t.predictions), else_=0)) for emotion in EMOTIONS]
+    day_rows = session.execute(
+        select(t.day, func.sum(t.confidence_sum), *per_emotion).where(*tally).group_by(t.day)
+    ).all()
+    by_day = [
+        (day, emotion, count, summed if index == 0 else 0.0)
+        for day, summed, *counts in day_rows
+        for index, (emotion, count) in enumerate(zip(EMOTIONS, counts, strict=True))
+    ]
+    by_kind = session.execute(
+        select(
+            t.kind,
+            func.sum(t.predictions),
+            *(func.sum(getattr(t, f"{m}_used")) for m in MODALITIES),
+        )
+        .where(*tally)
+        .group_by(t.kind)
+    ).all()
+    modalities = dict.fromkeys(MODALITIES, 0)
+    kinds = dict.fromkeys(KINDS, 0)
+    for kind, count, *used in by_kind:
+        kinds[kind] = int(count or 0)
+        for modality, n in zip(MODALITIES, used, strict=True):
+            modalities[modality] += int(n or 0)
+    return _statistics_answer(by_day, kinds, modalities)
+
+
+def _statistics_answer(day_rows: Any, by_kind: dict[str, int], by_modality: dict[str, int]) -> dict[str, Any]:
+    """The statistics document from (day, emotion, count, confidence sum) rows."""
     total = 0
     confidence_sum = 0.0
     by_emotion = dict.fromkeys(EMOTIONS, 0)
-    day = func.date(Prediction.created_at)
     days: dict[str, dict[str, Any]] = {}
-    for date_value, emotion, raw_count, summed in session.execute(
-        select(day, Prediction.emotion, func.count(), func.sum(Prediction.confidence))
-        .where(*conditions)
-        .group_by(day, Prediction.emotion)
-    ):
-        count = int(raw_count)
-        total += count
+    for date_value, emotion, raw_count, summed in day_rows:
+        count = int(raw_count or 0)
         confidence_sum += float(summed or 0.0)
+        if not count:
+            continue
+        total += count
         key = date_value.isoformat() if hasattr(date_value, "isoformat") else str(date_value)[:10]
         entry = days.setdefault(key, {"date": key, "count": 0, "by_emotion": dict.fromkeys(EMOTIONS, 0)})
         entry["count"] += count
         if emotion in by_emotion:
             entry["by_emotion"][emotion] += count
             by_emotion[emotion] += count
+    return {
+        "total": total,
+        "average_confidence": round(confidence_sum / total, 6) if total else None,
+        "by_emotion": by_emotion,
+        "by_modality": by_modality,
+        "by_kind": by_kind,
+        "by_day": [days[key] for key in sorted(days)],
+    }
+
+
+def _statistics_from_rows(session: Session, user_id: int, filters: Mapping[str, Any]) -> dict[str, Any]:
+    """Statistics grouped straight from the predictions (filters the tallies cannot answer)."""
+    conditions = _conditions(user_id, filters)
+    day = func.date(Prediction.created_at)
+    day_rows = session.execute(
+        select(day, Prediction.emotion, func.count(), func.sum(Prediction.confidence))
+        .where(*conditions)
+        .group_by(day, Prediction.emotion)
+    ).all()
     by_kind = dict.fromkeys(KINDS, 0)
     for kind, count in session.execute(
         select(Prediction.kind, func.count()).where(*conditions).group_by(Prediction.kind)
@@ -469,14 +701,7 @@ def statistics(session: Session, user_id: int, args: Mapping[str, Any] | None = 
     ):
         if modality in by_modality:
             by_modality[modality] = int(count)
-    return {
-        "total": total,
-        "average_confidence": round(confidence_sum / total, 6) if total else None,
-        "by_emotion": by_emotion,
-        "by_modality": by_modality,
-        "by_kind": by_kind,
-        "by_day": [days[key] for key in sorted(days)],
-    }
+    return _statistics_answer(day_rows, by_kind, by_modality)
 
 
 # -- CSV export --------------------------------------------------------------------------
@@ -492,6 +717,8 @@ def spreadsheet_safe(value: Any) -> Any:
 
 MODALITY_CSV_FIELDS = ("status", "emotion", "confidence", "model_name", "model_version", "latency_ms", "error")
 INPUT_CSV_FIELDS = ("file_name", "media_type", "size_bytes", "duration_seconds", "text")
+#: The recording's words (last columns, so older spreadsheets keep their column letters).
+TRANSCRIPT_CSV_FIELDS = ("text", "language", "used_as_text")
 
 
 def export_header() -> list[str]:
@@ -502,6 +729,7 @@ def export_header() -> list[str]:
         header += [f"{modality}_{field}" for field in MODALITY_CSV_FIELDS]
         header += [f"{modality}_p_{e}" for e in EMOTIONS]
         header += [f"{modality}_input_{field}" for field in INPUT_CSV_FIELDS]
+    header += [f"transcript_{field}" for field in TRANSCRIPT_CSV_FIELDS]
     return header
 
 
@@ -538,8 +766,8 @@ _RESULT_EXPORT_COLUMNS = (
 )
 
 
-def export_row(prediction: Any, rows: list[Any]) -> list[Any]:
-    """One CSV row from a prediction and its modality results (ORM objects or column rows)."""
+def export_row(prediction: Any, rows: list[Any], transcript: Any = None) -> list[Any]:
+    """One CSV row from a prediction, its modality results and its transcript (ORM objects or column rows)."""
     row: list[Any] = [
         prediction.id,
         isoformat(prediction.created_at),
@@ -573,6 +801,10 @@ def export_row(prediction: Any, rows: list[Any]) -> list[Any]:
         if not isinstance(summary, dict):
             summary = {}
         row += [_fmt(summary.get(field)) for field in INPUT_CSV_FIELDS]
+    if transcript is None:
+        row += [""] * len(TRANSCRIPT_CSV_FIELDS)
+    else:
+        row += [transcript.text or "", transcript.language or "", "yes" if transcript.used_as_text else "no"]
     return [spreadsheet_safe(v) for v in row]
 
 
@@ -604,9 +836,17 @@ def export_csv(session: Session, user_id: int, filters: Mapping[str, Any] | None
         results: dict[int, list[Any]] = {}
         for result in session.execute(select(*_RESULT_EXPORT_COLUMNS).where(ModalityResult.prediction_id.in_(ids))):
             results.setdefault(result.prediction_id, []).append(result)
+        transcripts = {
+            t.prediction_id: t
+            for t in session.execute(
+                select(Transcript.prediction_id, Transcript.text, Transcript.language, Transcript.used_as_text).where(
+                    Transcript.prediction_id.in_(ids)
+                )
+            )
+        }
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\r\n")
         for prediction in predictions:
-            writer.writerow(export_row(prediction, results.get(prediction.id, [])))
+            writer.writerow(export_row(prediction, results.get(prediction.id, []), transcripts.get(prediction.id)))
         yield buffer.getvalue()
         last_id = ids[-1]

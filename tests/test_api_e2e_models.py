@@ -1,4 +1,4 @@
-"""End to end through the API with the REAL bundled models (skipped while a model is missing).
+"""End to end through the API with the REAL bundled models (every one is committed; a missing one fails).
 
 These run the recognisers trained by model_training/ from models/<modality>/, so they check
 the whole chain: upload -> preprocessing -> model -> fusion -> database -> JSON.
@@ -26,21 +26,12 @@ SPEECH_WAV = FIXTURES / "e2e" / "speech_happy.wav"
 pytestmark = pytest.mark.slow
 
 
-def needs_model(modality: str) -> pytest.MarkDecorator:
-    card = MODELS / modality / "card.json"
-    return pytest.mark.skipif(
-        not card.is_file(), reason=f"the {modality} model is not bundled yet ({card.name} missing)"
-    )
-
-
-def needs_fixture(path: Path) -> pytest.MarkDecorator:
-    return pytest.mark.skipif(not path.is_file(), reason=f"fixture {path.relative_to(FIXTURES)} is missing")
-
-
 @pytest.fixture(scope="module")
 def real_registry() -> RecognizerRegistry:
     from app import build_registry
 
+    missing = [m for m in ("face", "speech", "text") if not (MODELS / m / "card.json").is_file()]
+    assert not missing, f"committed models missing from models/: {', '.join(missing)}"
     return build_registry(MODELS)
 
 
@@ -52,7 +43,6 @@ def real_api(app_factory: Any, real_registry: RecognizerRegistry) -> Api:
     return api
 
 
-@needs_model("text")
 def test_a_happy_sentence_is_stored_as_happy(real_api: Api) -> None:
     response = real_api.post("/api/predict/text", json={"text": "I am so happy today, this is wonderful!"})
     assert response.status_code == 201, response.get_json()
@@ -64,8 +54,6 @@ def test_a_happy_sentence_is_stored_as_happy(real_api: Api) -> None:
     assert stored["emotion"] == "happy" and stored["modalities"][0]["input_summary"]["text"].startswith("I am so")
 
 
-@needs_model("face")
-@needs_fixture(FACE_PHOTO)
 def test_a_face_photo_returns_face_boxes(real_api: Api) -> None:
     response = real_api.post(
         "/api/predict/image",
@@ -79,8 +67,6 @@ def test_a_face_photo_returns_face_boxes(real_api: Api) -> None:
     assert face["details"]["image"]["width"] > 0
 
 
-@needs_model("speech")
-@needs_fixture(SPEECH_WAV)
 def test_a_wav_recording_returns_an_attention_curve(real_api: Api) -> None:
     response = real_api.post(
         "/api/predict/speech",
@@ -94,8 +80,6 @@ def test_a_wav_recording_returns_an_attention_curve(real_api: Api) -> None:
     assert speech["input_summary"]["duration_seconds"] > 0
 
 
-@needs_model("speech")
-@needs_fixture(SPEECH_WAV)
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is needed to encode the MP3 and WebM test clips")
 @pytest.mark.parametrize(
     ("suffix", "codec_args", "media_type"),
@@ -127,11 +111,6 @@ def test_mp3_and_webm_opus_recordings_are_analysed_and_stored(
     assert stored.status_code == 200 and stored.get_json()["emotion"] == body["emotion"]
 
 
-@needs_model("face")
-@needs_model("speech")
-@needs_model("text")
-@needs_fixture(FACE_PHOTO)
-@needs_fixture(SPEECH_WAV)
 def test_all_three_real_models_fuse_into_one_stored_prediction(real_api: Api) -> None:
     response = real_api.post(
         "/api/predict/multimodal",

@@ -5,32 +5,39 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 from flask import Flask
 
 from tests.conftest import Api, assert_error
 
 
+@pytest.mark.no_database
 def test_an_unknown_api_route_answers_404_json(api: Api) -> None:
     assert_error(api.get("/api/does-not-exist"), 404, "not_found")
 
 
+@pytest.mark.no_database
 def test_a_wrong_method_answers_405_json_with_allow(api: Api) -> None:
     response = api.client.get("/api/predict/text")
     assert_error(response, 405, "method_not_allowed")
     assert "POST" in response.headers["Allow"]
 
 
+@pytest.mark.no_database
 def test_an_unknown_page_prefers_json_when_the_client_asks_for_it(api: Api) -> None:
     response = api.client.get("/no/such/page", headers={"Accept": "application/json"})
     assert_error(response, 404, "not_found")
 
 
+@pytest.mark.no_database
 def test_an_unknown_page_gets_an_html_error_page(api: Api) -> None:
     response = api.client.get("/no/such/page", headers={"Accept": "text/html"})
     assert response.status_code == 404
-    assert response.mimetype in {"text/html", "text/plain"}
+    assert response.mimetype == "text/html"
+    assert "There is nothing at this address." in response.get_data(as_text=True)
 
 
+@pytest.mark.no_database
 def test_an_unexpected_exception_is_a_generic_500_json_without_a_traceback(app: Flask, caplog: Any) -> None:
     @app.get("/api/boom")
     def boom() -> None:
@@ -45,6 +52,7 @@ def test_an_unexpected_exception_is_a_generic_500_json_without_a_traceback(app: 
     assert any("secret internal detail" in (r.exc_text or str(r.exc_info)) for r in caplog.records if r.exc_info)
 
 
+@pytest.mark.no_database
 def test_every_response_carries_a_request_id(api: Api) -> None:
     generated = api.get("/healthz").headers["X-Request-ID"]
     assert re.fullmatch(r"[0-9a-f]{32}", generated)
@@ -53,6 +61,7 @@ def test_every_response_carries_a_request_id(api: Api) -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", forged)
 
 
+@pytest.mark.no_database
 def test_healthz_answers_without_touching_the_database(api: Api) -> None:
     assert api.get("/healthz").get_json() == {"status": "ok"}
 
@@ -86,6 +95,7 @@ def test_readyz_answers_503_when_the_database_is_unreachable(app_factory: Any) -
     assert response.get_json()["database"]["ok"] is False
 
 
+@pytest.mark.no_database
 def test_the_models_endpoint_lists_modalities_and_fusion_strategies(api: Api) -> None:
     body = api.get("/api/models").get_json()
     assert body["modalities"]["face"]["model_version"] == "0.0-test"
@@ -93,6 +103,7 @@ def test_the_models_endpoint_lists_modalities_and_fusion_strategies(api: Api) ->
     assert body["emotions"][0] == "angry"
 
 
+@pytest.mark.no_database
 def test_the_openapi_document_describes_every_api_route(app: Flask, api: Api) -> None:
     spec = api.get("/api/openapi.json").get_json()
     assert spec["openapi"].startswith("3.1")

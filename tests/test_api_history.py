@@ -136,7 +136,7 @@ def test_statistics_match_hand_computed_numbers(seeded: tuple[Api, list[int]]) -
         "surprise": 0,
     }
     assert stats["by_modality"] == {"face": 2, "speech": 2, "text": 3}
-    assert stats["by_kind"] == {"text": 1, "image": 1, "speech": 1, "multimodal": 2}
+    assert stats["by_kind"] == {"text": 1, "image": 1, "speech": 1, "multimodal": 2, "video": 0}
     assert [(d["date"], d["count"]) for d in stats["by_day"]] == [
         ("2026-03-01", 2),
         ("2026-03-02", 1),

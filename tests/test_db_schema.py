@@ -54,7 +54,9 @@ def test_the_indices_for_history_statistics_and_export_exist(database_url: str) 
             result_indices = {tuple(i["column_names"]) for i in inspector.get_indexes("modality_results")}
     finally:
         engine.dispose()
-    assert ("user_id", "created_at") in prediction_indices
+    # newest-first pages in index order (ties by id), and retried POSTs found by their key
+    assert ("user_id", "created_at", "id") in prediction_indices
+    assert ("user_id", "idempotency_key") in prediction_indices
     assert ("user_id", "emotion", "created_at") in prediction_indices
     assert ("prediction_id", "modality") in result_indices
     assert ("modality", "status", "prediction_id") in result_indices

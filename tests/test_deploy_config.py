@@ -121,7 +121,12 @@ def test_compose_runs_the_app_with_mysql_and_redis_after_a_healthy_database() ->
     assert services["db"]["image"].startswith("mysql:8")
     assert "healthcheck" in services["db"] and any("mysql" in v for v in services["db"]["volumes"])
     assert services["app"]["depends_on"]["db"]["condition"] == "service_healthy"
-    assert "alembic upgrade head" in " ".join(services["app"]["command"])
+    # one migration run before any replica starts, so `--scale app=3` never races on alembic
+    assert " ".join(services["migrate"]["command"]) == "alembic upgrade head"
+    assert services["migrate"]["depends_on"]["db"]["condition"] == "service_healthy"
+    assert services["app"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert "alembic" not in " ".join(services["app"]["command"])
+    assert services["app"]["environment"]["AUTO_MIGRATE"] == "false"
     env = services["app"]["environment"]
     assert env["RATELIMIT_STORAGE_URI"].startswith("redis://")
     assert "charset=utf8mb4" in env["DATABASE_URL"]
@@ -170,3 +175,18 @@ def test_gunicorn_binds_from_its_own_variables(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("GUNICORN_HOST", "127.0.0.1")
     monkeypatch.setenv("GUNICORN_PORT", "9000")
     assert bind() == "127.0.0.1:9000"
+
+
+def test_compose_runs_a_job_worker_on_the_redis_queue_beside_the_app() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    worker = services["worker"]
+    assert worker["command"][:2] == ["huey_consumer", "worker.huey"]
+    assert worker["environment"]["JOBS_BROKER_URL"] == services["app"]["environment"]["JOBS_BROKER_URL"]
+    assert worker["environment"]["JOBS_BROKER_URL"].startswith("redis://redis:")
+    assert worker["volumes"] == services["app"]["volumes"]  # the uploads the app keeps for the worker
+
+
+def test_make_run_starts_the_worker_beside_gunicorn_and_stops_both() -> None:
+    script = (ROOT / "scripts" / "run.sh").read_text()
+    assert "scripts/worker.sh &" in script and "trap stop INT TERM EXIT" in script
+    assert "huey_consumer worker.huey" in (ROOT / "scripts" / "worker.sh").read_text()

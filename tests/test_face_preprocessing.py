@@ -166,6 +166,31 @@ def test_a_face_in_a_large_photo_is_found_at_original_coordinates() -> None:
     assert box.w > 300
 
 
+def _filling(face_png: Path, width: int, height: int) -> np.ndarray:
+    """The 48x48 face enlarged to fill a whole frame, as a close webcam or a selfie shows it."""
+    import cv2
+
+    face = np.asarray(Image.open(face_png).convert("L"))
+    return cv2.resize(face, (width, height), interpolation=cv2.INTER_CUBIC)
+
+
+def test_a_face_filling_a_640x480_frame_is_found_by_the_padded_pass() -> None:
+    from preprocessing import image
+
+    frame = _filling(SURPRISE, 640, 480)
+    assert image._detect_at(frame, image.DETECT_SIDE) == []  # no room for the search window
+    boxes = detect_faces(frame)
+    assert len(boxes) == 1
+    box = boxes[0]
+    assert box.x >= 0 and box.y >= 0 and box.x + box.w <= 640 and box.y + box.h <= 480
+    assert box.w > 300  # the face, not a small patch of it
+
+
+def test_a_tight_face_crop_is_found() -> None:
+    for face in (HAPPY, SURPRISE):
+        assert len(detect_faces(_filling(face, 240, 240))) == 1
+
+
 # -- cropping --------------------------------------------------------------------------------
 def test_crop_face_gives_a_normalised_48x48_float32_face() -> None:
     crop = crop_face(photo_with_faces(HAPPY), FaceBox(60, 160, 160, 160))
@@ -180,7 +205,7 @@ def test_a_box_at_the_edge_of_the_photo_is_still_cropped_square() -> None:
 
 
 def test_serving_normalisation_is_exactly_the_training_normalisation() -> None:
-    from model_training.train_face import normalise
+    from model_training.datasets import normalise
 
     faces = np.random.default_rng(1).integers(0, 256, (5, 48, 48), dtype=np.uint8)
     np.testing.assert_array_equal(normalise(faces)[..., 0], normalise_face(faces))

@@ -18,15 +18,8 @@ from PIL import Image
 
 from inference.labels import EMOTIONS
 from model_training.common import DEFAULT_DATA_ROOT
-from model_training.train_face import (
-    FER_TO_OURS,
-    class_weights,
-    ferplus_majority,
-    load_fer_csv,
-    load_ferplus,
-    load_image_folders,
-    parse_args,
-)
+from model_training.datasets import FER_TO_OURS, ferplus_majority, load_fer_csv, load_ferplus, load_image_folders
+from model_training.train_face import class_weights, parse_args
 
 pytestmark = pytest.mark.training  # the training test group: frameworks are imported here
 

@@ -38,11 +38,12 @@ def html_of(client: Any, path: str) -> str:
     return response.get_data(as_text=True)
 
 
-def test_analyse_page_has_the_four_tabs_of_the_dashboard_in_order(member: Any) -> None:
+def test_analyse_page_has_the_five_tabs_of_the_dashboard_in_order_with_short_labels(member: Any) -> None:
     html = html_of(member, "/analyse")
     tabs = re.findall(r'role="tab"[^>]*>([^<]+)<', html)
-    assert tabs == ["Multimodal", "Image", "Audio", "Text"]
-    assert html.count('role="tabpanel"') == 4
+    assert tabs == ["Multi", "Image", "Audio", "Text", "Video"]  # short enough for one row at phone width
+    assert html.count('role="tabpanel"') == 5
+    assert 'id="video-record-start"' in html and 'accept="video/*' in html
 
 
 def test_every_input_way_is_offered(member: Any) -> None:
@@ -175,3 +176,14 @@ def test_the_analyse_page_reuses_the_fusion_engine_of_the_apps_predictor(
         assert "stacker (not installed)" in html_of(client, "/analyse")
     assert len(built) == 1  # one engine per process, not one per page view
     assert get_predictor(app).fusion is not None
+
+
+def test_the_jobs_pages_offer_an_upload_and_a_progress_bar_and_history_links_them(member: Any, tmp_path: Path) -> None:
+    listing = html_of(member, "/jobs")
+    assert 'id="job-form"' in listing and 'accept=".zip,.csv' in listing and "500 files" in listing
+    one = html_of(member, "/jobs/7")
+    assert '<progress id="job-progress"' in one and 'href="/api/jobs/7/results.csv"' in one
+    history = html_of(member, "/history")
+    assert 'id="jobs-link" href="/jobs"' in history and "export.csv?timeline=1" in history
+    anonymous = make_app(tmp_path / "other").test_client()
+    assert anonymous.get("/jobs").status_code == 302

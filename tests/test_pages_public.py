@@ -146,6 +146,7 @@ def test_privacy_page_explains_storage_deletion_and_the_ai_act(client: Any) -> N
     html = client.get("/privacy").get_data(as_text=True)
     assert "not kept" in html
     assert "Export or delete your data" in html
+    assert "Transcripts are personal data" in html and "deleted with the" in html
     assert "Article 5(1)(f)" in html and "workplace" in html and "education" in html
 
 

@@ -297,7 +297,7 @@ class BrokenRecognizer(FixedRecognizer):
     """A recogniser whose weights file cannot be read."""
 
     def _load(self) -> None:
-        raise OSError(f"Unable to open file: {self.model_dir / 'face_model.tflite'} is truncated")
+        raise OSError(f"Unable to open file: {self.model_dir / 'face_model.onnx'} is truncated")
 
 
 def test_a_model_that_fails_to_load_is_503_with_a_generic_message_and_the_cause_is_logged(tmp_path, caplog):

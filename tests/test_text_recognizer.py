@@ -24,8 +24,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def recognizer() -> TextRecognizer:
     model = TextRecognizer(TEXT_MODEL_DIR)
-    if not model.is_available():
-        pytest.skip("the text model is not bundled in models/text/ (train it: python -m model_training.train_text)")
+    assert model.is_available(), "the committed text model is missing from models/text/"
     model.load()
     return model
 
@@ -177,8 +176,7 @@ def test_a_corrupt_graph_file_is_model_unavailable_not_a_crash(tmp_path: Path) -
     folder.mkdir()
     for name in TextRecognizer.required_files:
         source = TEXT_MODEL_DIR / name
-        if not source.is_file():
-            pytest.skip("the text model is not bundled in models/text/")
+        assert source.is_file(), f"the committed text model file models/text/{name} is missing"
         (folder / name).write_bytes(b"not a model" if name == "model.onnx" else source.read_bytes())
     with pytest.raises(ModelUnavailable):
         TextRecognizer(folder).predict("I am happy")

@@ -11,7 +11,8 @@ import pytest
 
 from inference.labels import EMOTIONS
 from model_training.common import DEFAULT_DATA_ROOT
-from model_training.train_text import bucketed_batches, label_index, load_carer, load_csv, load_goemotions
+from model_training.datasets import label_index, load_carer, load_csv, load_goemotions
+from model_training.train_text import bucketed_batches
 
 TEXT_DATA = DEFAULT_DATA_ROOT / "text"
 needs_data = pytest.mark.skipif(

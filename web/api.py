@@ -9,6 +9,7 @@ their own. Every failure answers ``{"error": {"code", "message"}}``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -17,7 +18,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request, stream_
 from flask_login import current_user, login_user, logout_user
 from flask_wtf.csrf import generate_csrf
 
-from database.models import User
+from database.models import IDEMPOTENCY_KEY_LENGTH, User
 from database.session import get_database, get_session
 from inference.errors import EmotionAppError, InvalidInput
 from inference.labels import EMOTIONS, MODALITIES
@@ -28,8 +29,8 @@ from security import (
     predict_rate_limit,
     register_rate_limit,
 )
-from services import accounts, analysis, predictions
-from web.uploads import check_text, form_or_json, json_body, parse_weights, read_upload
+from services import accounts, analysis, jobs, predictions, video
+from web.uploads import check_text, form_or_json, json_body, parse_weights, read_upload, read_video_upload
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)  # checked in _authenticate_and_protect, so token requests can skip it
@@ -41,6 +42,16 @@ F = TypeVar("F", bound=Callable[..., Any])
 class Unauthorized(EmotionAppError):
     status = 401
     code = "unauthorized"
+
+
+@bp.before_request
+def _job_upload_limit() -> None:
+    """A batch job's ZIP may be larger than one upload (JOB_MAX_UPLOAD_MB instead of MAX_UPLOAD_MB).
+
+    Registered before the CSRF check, which may read the form and so the body.
+    """
+    if request.endpoint == "api.create_job" and current_app.config.get("JOB_MAX_UPLOAD_MB"):
+        request.max_content_length = int(float(current_app.config["JOB_MAX_UPLOAD_MB"]) * 1024 * 1024)
 
 
 @bp.before_request
@@ -210,7 +221,9 @@ def consent() -> Response:
 def delete_account() -> tuple[str, int]:
     user = me()
     logout_user()
+    user_id = user.id
     accounts.delete_user(get_session(), user, uploads_dir=_kept_uploads_dir())
+    jobs.delete_user_files(current_app, user_id)  # the job rows went with the account
     return "", 204
 
 
@@ -237,43 +250,112 @@ def revoke_token(token_id: int) -> tuple[str, int]:
 
 
 # -- predictions ---------------------------------------------------------------------------
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off", ""})
+
+
+def _transcribe_flag(fields: Any = None) -> bool:
+    """``transcribe`` from the form, the JSON body or the query string (default false)."""
+    value = (fields or {}).get("transcribe") if fields is not None else None
+    if value is None:
+        value = request.values.get("transcribe")
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise InvalidInput("transcribe must be true or false.", code="invalid_transcribe")
+
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_IDEMPOTENCY_KEY = re.compile(rf"[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_LENGTH}}}")
+
+
+def idempotency_key() -> str | None:
+    """The request's ``Idempotency-Key`` (1-64 visible ASCII characters), None when absent."""
+    value = request.headers.get(IDEMPOTENCY_HEADER)
+    if value is None:
+        return None
+    if not _IDEMPOTENCY_KEY.fullmatch(value.strip()):
+        raise InvalidInput(
+            f"{IDEMPOTENCY_HEADER} must be 1 to {IDEMPOTENCY_KEY_LENGTH} visible ASCII characters, e.g. a UUID.",
+            code="invalid_idempotency_key",
+        )
+    return value.strip()
+
+
 def _stored(prediction: Any) -> tuple[Response, int]:
-    return _created(predictions.prediction_to_dict(prediction))
+    response, status = _created(predictions.prediction_to_dict(prediction))
+    if analysis.is_replay(prediction):
+        response.headers["Idempotent-Replayed"] = "true"
+    return response, status
+
+
+def idempotent(view: F) -> F:
+    """Read the request's ``Idempotency-Key`` into ``g.idempotency_key`` (400 when malformed).
+
+    No look-up before the model runs: retries are rare, so the unique index on (user, key)
+    decides when the prediction is stored, and a retry answers what the first try stored
+    (see :func:`services.analysis.analyse`) without a round trip on every request.
+    """
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        g.idempotency_key = idempotency_key()
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 @bp.post("/predict/text")
 @auth_required
 @predict_rate_limit
+@idempotent
 def predict_text() -> tuple[Response, int]:
     fields = form_or_json()
     text = check_text(fields.get("text"))
-    prediction = analysis.analyse(current_app, get_session(), me(), kind="text", text=text)
+    prediction = analysis.analyse(
+        current_app, get_session(), me(), kind="text", text=text, idempotency_key=g.idempotency_key
+    )
     return _stored(prediction)
 
 
 @bp.post("/predict/image")
 @auth_required
 @predict_rate_limit
+@idempotent
 def predict_image() -> tuple[Response, int]:
     analysis.require_consent(me(), image=True, audio=False)
     image = read_upload("image", "face")
-    prediction = analysis.analyse(current_app, get_session(), me(), kind="image", image=image)
+    prediction = analysis.analyse(
+        current_app, get_session(), me(), kind="image", image=image, idempotency_key=g.idempotency_key
+    )
     return _stored(prediction)
 
 
 @bp.post("/predict/speech")
 @auth_required
 @predict_rate_limit
+@idempotent
 def predict_speech() -> tuple[Response, int]:
     analysis.require_consent(me(), image=False, audio=True)
+    transcribe = _transcribe_flag()
     audio = read_upload("audio", "speech")
-    prediction = analysis.analyse(current_app, get_session(), me(), kind="speech", audio=audio)
+    prediction = analysis.analyse(
+        current_app,
+        get_session(),
+        me(),
+        kind="speech",
+        audio=audio,
+        transcribe=transcribe,
+        idempotency_key=g.idempotency_key,
+    )
     return _stored(prediction)
 
 
 @bp.post("/predict/multimodal")
 @auth_required
 @predict_rate_limit
+@idempotent
 def predict_multimodal() -> tuple[Response, int]:
     fields = form_or_json()
     image = read_upload("image", "face", required=False) if "image" in request.files else None
@@ -290,6 +372,9 @@ def predict_multimodal() -> tuple[Response, int]:
     if strategy is None:  # the default /api/models names: calibrated, unless its temperatures are missing
         strategy = analysis.fusion_offer(current_app)[0]
     weights = parse_weights(fields)
+    transcribe = _transcribe_flag(fields)
+    if transcribe and audio is None:
+        raise InvalidInput("transcribe=true needs an 'audio' recording.", code="missing_audio")
     prediction = analysis.analyse(
         current_app,
         get_session(),
@@ -300,8 +385,76 @@ def predict_multimodal() -> tuple[Response, int]:
         text=text,
         strategy=strategy,
         weights=weights,
+        transcribe=transcribe,
+        idempotency_key=g.idempotency_key,
     )
     return _stored(prediction)
+
+
+@bp.post("/predict/video")
+@auth_required
+@predict_rate_limit
+def predict_video() -> tuple[Response, int]:
+    """A clip's face and voice over time: the overall emotion plus a timeline (kind ``video``)."""
+    analysis.require_consent(me(), image=True, audio=True)
+    fields = form_or_json()
+    clip = read_video_upload("video")
+    strategy = fields.get("strategy") or analysis.fusion_offer(current_app)[0]
+    if not isinstance(strategy, str):
+        raise InvalidInput("strategy must be a string.", code="invalid_fusion_options")
+    prediction, result = video.analyse_upload(
+        current_app, get_session(), me(), clip, strategy=strategy, weights=parse_weights(fields)
+    )
+    payload = predictions.prediction_to_dict(prediction)
+    payload["video"] = {**(video.video_to_dict(prediction) or {}), "thumbnails": result.get("thumbnails") or []}
+    return _created(payload)
+
+
+# -- batch jobs ----------------------------------------------------------------------------
+@bp.post("/jobs")
+@auth_required
+@predict_rate_limit
+def create_job() -> tuple[Response, int]:
+    """A ZIP of images/recordings/clips or a CSV of texts (multipart field ``file``) -> 202 and the job."""
+    upload = request.files.get("file")
+    if upload is None:
+        raise InvalidInput("Send a ZIP or CSV as multipart/form-data field 'file'.", code="missing_file")
+    job = jobs.create_job(current_app, get_session(), me(), upload.read(), upload.filename or "")
+    response = jsonify(jobs.job_to_dict(get_session(), job))
+    response.headers["Location"] = f"/api/jobs/{job.id}"
+    return response, 202
+
+
+@bp.get("/jobs")
+@auth_required
+def list_jobs() -> Response:
+    session = get_session()
+    return jsonify({"items": [jobs.job_to_dict(session, j) for j in jobs.list_jobs(session, me().id)]})
+
+
+@bp.get("/jobs/<int:job_id>")
+@auth_required
+def get_job(job_id: int) -> Response:
+    session = get_session()
+    return jsonify(jobs.job_to_dict(session, jobs.get_job(session, me().id, job_id)))
+
+
+@bp.get("/jobs/<int:job_id>/results.csv")
+@auth_required
+def job_results(job_id: int) -> Response:
+    session = get_session()
+    job = jobs.get_job(session, me().id, job_id)
+    response = Response("".join(jobs.results_csv(session, job)), mimetype="text/csv")
+    response.headers["Content-Disposition"] = f'attachment; filename="moodlens-job-{job.id}.csv"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.delete("/jobs/<int:job_id>")
+@auth_required
+def cancel_job(job_id: int) -> Response:
+    session = get_session()
+    return jsonify(jobs.job_to_dict(session, jobs.cancel_job(current_app, session, me().id, job_id)))
 
 
 @bp.get("/predictions")
@@ -313,7 +466,11 @@ def list_predictions() -> Response:
 @bp.get("/predictions/<int:prediction_id>")
 @auth_required
 def get_prediction(prediction_id: int) -> Response:
-    return jsonify(predictions.prediction_to_dict(predictions.get_prediction(get_session(), me().id, prediction_id)))
+    prediction = predictions.get_prediction(get_session(), me().id, prediction_id)
+    payload = predictions.prediction_to_dict(prediction)
+    if prediction.kind == "video":
+        payload["video"] = video.video_to_dict(prediction)
+    return jsonify(payload)
 
 
 @bp.delete("/predictions/<int:prediction_id>")
@@ -331,13 +488,18 @@ def export_csv() -> Response:
     user_id = me().id
     filters = predictions.parse_filters(request.args)
     database = get_database()
+    timeline = request.args.get("timeline") in {"1", "true", "yes"}
 
     def generate() -> Any:
         with database.session() as session:
-            yield from predictions.export_csv(session, user_id, filters)
+            if timeline:  # one row per time step of the video predictions
+                yield from video.export_timeline_csv(session, user_id, filters)
+            else:
+                yield from predictions.export_csv(session, user_id, filters)
 
     response = Response(stream_with_context(generate()), mimetype="text/csv")
-    response.headers["Content-Disposition"] = 'attachment; filename="moodlens-predictions.csv"'
+    name = "moodlens-timeline.csv" if timeline else "moodlens-predictions.csv"
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}"'
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -375,6 +537,7 @@ def models() -> Response:
             "loading": registry.loading,
             "all_modalities": list(MODALITIES),
             "fusion": fusion,
+            "transcriber": analysis.transcriber_status(current_app),
         }
     )
 

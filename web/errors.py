@@ -15,8 +15,10 @@ from flask import Flask, Response, g, jsonify, render_template, request
 from flask_limiter.errors import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
 from jinja2 import TemplateNotFound
+from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
+from database.session import is_outage
 from inference.errors import EmotionAppError
 
 log = logging.getLogger("moodlens.errors")
@@ -49,6 +51,8 @@ FRIENDLY: dict[int, str] = {
     500: "Something went wrong on our side. It has been logged; please try again.",
     503: "The service is temporarily unavailable.",
 }
+
+DATABASE_UNAVAILABLE = "The database is unreachable right now; nothing was stored. Please retry shortly."
 
 
 def wants_json() -> bool:
@@ -139,6 +143,27 @@ def register_error_handlers(app: Flask) -> None:
         if status == 405 and getattr(exc, "valid_methods", None):
             headers["Allow"] = ", ".join(sorted(exc.valid_methods))
         return respond(status, code, message, headers)
+
+    @app.errorhandler(sa_exc.DBAPIError)
+    @app.errorhandler(sa_exc.TimeoutError)
+    @app.errorhandler(sa_exc.DisconnectionError)
+    def _database_error(exc: Exception) -> Any:
+        """An outage (server down, unreachable, timed out, pool exhausted) is 503 with Retry-After:
+        the client may retry (with its Idempotency-Key); any other database error is a bug (500)."""
+        if not is_outage(exc):
+            return _unexpected(exc)
+        log.warning(
+            "event=database_unavailable request_id=%s path=%s error=%s",
+            g.get("request_id", "-"),
+            request.path,
+            type(getattr(exc, "orig", None) or exc).__name__,
+        )
+        retry_after = str(int(app.config.get("DATABASE_RETRY_AFTER") or 5))
+        if g.get("_login_user") is None:  # loading the user failed: the error page must not try again
+            from security import login_manager
+
+            g._login_user = login_manager.anonymous_user()
+        return respond(503, "database_unavailable", DATABASE_UNAVAILABLE, {"Retry-After": retry_after})
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Any:

@@ -43,7 +43,7 @@ PREDICT_ERRORS = {
     "413": _error("Upload, image, recording or text exceeds a limit."),
     "415": _error("The content is not a supported image/audio format (checked from the bytes)."),
     "422": _error("Unusable input: no face, silence, empty text, invalid fusion options."),
-    "503": _error("The modality's model is not installed: no prediction is made."),
+    "503": _error("The modality's model is not installed or loading, or the database is unreachable: retry later."),
 }
 
 
@@ -63,9 +63,22 @@ def _op(
         op["security"] = []
     if body is not None:
         op["requestBody"] = body
+    if "predict" in (tags or []):  # every prediction POST may be retried safely with its key
+        params = [*(params or []), IDEMPOTENCY_KEY]
+        op["responses"] = {**responses, "409": _error("`idempotency_key_reused`: the key named another kind.")}
     if params:
         op["parameters"] = params
     return op
+
+
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+    "description": "Retry safely: a request with a key this user already sent answers the prediction stored then "
+    "(header `Idempotent-Replayed: true`) instead of storing another.",
+}
 
 
 def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
@@ -98,6 +111,12 @@ DATE = {
     "format": "date",
     "pattern": r"^(1[0-9]{3}|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-[0-9]{2}-[0-9]{2}$",
     "description": "YYYY-MM-DD from 1000-01-01 to 9998-12-31; empty values are refused.",
+}
+TRANSCRIBE_FIELD = {
+    "type": "string",
+    "enum": ["true", "false"],
+    "description": "Transcribe the recording: its words become the text modality (English; a typed text wins). "
+    "503 transcriber_unavailable when the server has no transcriber.",
 }
 FILTERS = [
     _query("emotion", {"type": "string", "enum": list(EMOTIONS)}, "Only this final emotion."),
@@ -303,10 +322,11 @@ def build_spec() -> dict[str, Any]:
         },
         "/api/predict/speech": {
             "post": _op(
-                "Emotion of a voice recording (needs consent).",
+                "Emotion of a voice recording (needs consent). With transcribe=true the words are transcribed "
+                "(Whisper-base) and analysed as text too, fused with the voice; the answer carries the transcript.",
                 {"201": PREDICTION_CREATED, **PREDICT_ERRORS},
                 tags=["predict"],
-                body=_multipart({"audio": FILE}, ["audio"]),
+                body=_multipart({"audio": FILE, "transcribe": TRANSCRIBE_FIELD}, ["audio"]),
             )
         },
         "/api/predict/multimodal": {
@@ -330,9 +350,88 @@ def build_spec() -> dict[str, Any]:
                         "weight_face": {"type": "number"},
                         "weight_speech": {"type": "number"},
                         "weight_text": {"type": "number"},
+                        "transcribe": TRANSCRIBE_FIELD,
                     },
                     [],
                 ),
+            )
+        },
+        "/api/predict/video": {
+            "post": _op(
+                "Emotion over time in a video clip (MP4/H.264, WebM/VP8/VP9 + Opus, MOV; up to MAX_VIDEO_SECONDS; "
+                "needs consent): face frames sampled at VIDEO_FACE_FPS, voice windows of VIDEO_WINDOW_SECONDS every "
+                "VIDEO_HOP_SECONDS, fused per step and overall. Without an audio track or a face in any frame the "
+                "other modality answers alone and the missing one is reported as dropped with its reason. Stored as "
+                "kind `video`; the answer's `video` object carries the timeline and the sampled frames as "
+                "thumbnails (not stored unless KEEP_UPLOADS).",
+                {"201": PREDICTION_CREATED, **PREDICT_ERRORS},
+                tags=["predict"],
+                body=_multipart(
+                    {
+                        "video": FILE,
+                        "strategy": {"type": "string", "enum": list(STRATEGIES)},
+                        "weights": {"type": "string", "description": 'JSON object, e.g. {"face": 0.6, "speech": 0.4}'},
+                    },
+                    ["video"],
+                ),
+            )
+        },
+        "/api/jobs": {
+            "post": _op(
+                "Queue a batch job: a ZIP of images, voice recordings and video clips (needs consent), or a CSV "
+                "of texts (column `text`, optional `id`), multipart field `file`, up to JOB_MAX_UPLOAD_MB. "
+                "Up to JOB_MAX_ITEMS items; "
+                "ZIP bombs, unsafe names, nested archives and non-media files are refused per item or per job.",
+                {
+                    "202": _json({"$ref": "#/components/schemas/Job"}, "Queued; poll the Location URL."),
+                    **PREDICT_ERRORS,
+                },
+                tags=["jobs"],
+                body=_multipart({"file": FILE}, ["file"]),
+            ),
+            "get": _op(
+                "The user's jobs, newest first (at most 50).",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}},
+                        }
+                    ),
+                    **COMMON_ERRORS,
+                },
+                tags=["jobs"],
+            ),
+        },
+        "/api/jobs/{job_id}": {
+            "get": _op(
+                "A job's status, progress (done/total), failures with their reasons and ETA (another user's: 404).",
+                {"200": _json({"$ref": "#/components/schemas/Job"}), "404": _error("Not found."), **COMMON_ERRORS},
+                tags=["jobs"],
+                params=[_path_id("job_id")],
+            ),
+            "delete": _op(
+                "Cancel a queued or running job: the worker stops before its next item; stored items stay.",
+                {
+                    "200": _json({"$ref": "#/components/schemas/Job"}),
+                    "404": _error("Not found."),
+                    "409": _error("`job_finished`: the job has already ended."),
+                    **COMMON_ERRORS,
+                },
+                tags=["jobs"],
+                params=[_path_id("job_id")],
+            ),
+        },
+        "/api/jobs/{job_id}/results.csv": {
+            "get": _op(
+                "One row per finished item: name, prediction id, kind, emotion, confidence, 7 probabilities, error.",
+                {
+                    "200": {"description": "CSV file.", "content": {"text/csv": {"schema": {"type": "string"}}}},
+                    "404": _error("Not found."),
+                    **COMMON_ERRORS,
+                },
+                tags=["jobs"],
+                params=[_path_id("job_id")],
             )
         },
         "/api/predictions": {
@@ -348,6 +447,7 @@ def build_spec() -> dict[str, Any]:
                                 "per_page": {"type": "integer"},
                                 "total": {"type": "integer"},
                                 "pages": {"type": "integer"},
+                                "next_cursor": {"type": ["string", "null"], "description": "Pass as `cursor`."},
                             },
                         }
                     ),
@@ -357,6 +457,7 @@ def build_spec() -> dict[str, Any]:
                 params=[
                     _query("page", {"type": "integer", "minimum": 1}, "Page number (from 1)."),
                     _query("per_page", {"type": "integer", "minimum": 1, "maximum": 100}, "Items per page."),
+                    _query("cursor", {"type": "string"}, "The previous page's next_cursor: the rows right after it."),
                     *FILTERS,
                 ],
             )
@@ -388,7 +489,14 @@ def build_spec() -> dict[str, Any]:
                     **COMMON_ERRORS,
                 },
                 tags=["history"],
-                params=FILTERS,
+                params=[
+                    *FILTERS,
+                    _query(
+                        "timeline",
+                        {"type": "string", "enum": ["1"]},
+                        "1: the video predictions' timelines instead, one row per time step.",
+                    ),
+                ],
             )
         },
         "/api/statistics": {
@@ -441,7 +549,7 @@ def build_spec() -> dict[str, Any]:
         },
         "servers": [{"url": "/"}],
         "security": [{"bearerAuth": []}, {"cookieAuth": []}],
-        "tags": [{"name": n} for n in ("auth", "account", "tokens", "predict", "history", "service")],
+        "tags": [{"name": n} for n in ("auth", "account", "tokens", "predict", "jobs", "history", "service")],
         "paths": paths,
         "components": {
             "securitySchemes": {
@@ -572,6 +680,56 @@ def _schemas() -> dict[str, Any]:
                     },
                 },
                 "modalities": {"type": "array", "items": {"$ref": "#/components/schemas/ModalityResult"}},
+                "transcript": {
+                    "type": ["object", "null"],
+                    "description": "What was said, when the recording was transcribed (stored with the prediction).",
+                    "properties": {
+                        "text": {"type": "string"},
+                        "language": {"type": "string"},
+                        "language_probability": {"type": ["number", "null"]},
+                        "duration_seconds": {"type": ["number", "null"]},
+                        "segments": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "start": {"type": "number"},
+                                    "end": {"type": "number"},
+                                    "text": {"type": "string"},
+                                },
+                            },
+                        },
+                        "used_as_text": {"type": "boolean"},
+                        "model_name": {"type": ["string", "null"]},
+                        "model_version": {"type": ["string", "null"]},
+                    },
+                },
+                "video": {
+                    "type": ["object", "null"],
+                    "description": "Only for kind video: timeline steps (time, start, end, face, voice, fused "
+                    "probabilities or null with face_status/voice_status), counts, model_versions, thumbnails.",
+                },
+            },
+        },
+        "Job": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "status": {"type": "string", "enum": ["queued", "running", "done", "failed", "cancelled"]},
+                "source": {"type": "string", "enum": ["zip", "csv"]},
+                "file_name": {"type": ["string", "null"]},
+                "total": {"type": "integer"},
+                "done": {"type": "integer", "description": "Items finished, successfully or not."},
+                "succeeded": {"type": "integer"},
+                "failed": {"type": "integer"},
+                "progress": {"type": "number"},
+                "eta_seconds": {"type": ["number", "null"]},
+                "failures": {"type": "array", "items": {"type": "object"}},
+                "error": {"type": ["object", "null"]},
+                "created_at": {"type": "string", "format": "date-time"},
+                "started_at": {"type": ["string", "null"], "format": "date-time"},
+                "finished_at": {"type": ["string", "null"], "format": "date-time"},
+                "links": {"type": "object"},
             },
         },
         "Statistics": {

@@ -172,7 +172,7 @@ def logout_everywhere() -> Response:
 @bp.get("/analyse")
 @login_required
 def analyse() -> str:
-    """The four-tab analysis page; which models are installed is asked from /api/models."""
+    """The five-tab analysis page; which models are installed is asked from /api/models."""
     from inference.fusion import DEFAULT_WEIGHTS, STRATEGIES, WEIGHTED_STRATEGIES
     from services.analysis import fusion_offer, get_registry
 
@@ -189,6 +189,8 @@ def analyse() -> str:
         max_text_chars=int(current_app.config.get("MAX_TEXT_CHARS", 5000)),
         max_audio_seconds=float(current_app.config.get("MAX_AUDIO_SECONDS", 60)),
         max_upload_mb=float(current_app.config.get("MAX_UPLOAD_MB", 20)),
+        max_video_seconds=float(current_app.config.get("MAX_VIDEO_SECONDS", 60)),
+        video_face_fps=float(current_app.config.get("VIDEO_FACE_FPS", 2)),
         has_consent=bool(getattr(current_user, "has_consent", False)),
         models_loading=get_registry(current_app).loading,
     )
@@ -199,6 +201,20 @@ def analyse() -> str:
 def prediction(prediction_id: int) -> str:
     """One stored result; the script loads it from GET /api/predictions/<id>."""
     return render_template("prediction.html", prediction_id=prediction_id)
+
+
+@bp.get("/jobs")
+@login_required
+def jobs() -> str:
+    """Batch jobs: submit a ZIP or CSV, see every job's progress (the script polls /api/jobs)."""
+    return render_template("jobs.html", job_id=None, max_items=int(current_app.config.get("JOB_MAX_ITEMS", 500)))
+
+
+@bp.get("/jobs/<int:job_id>")
+@login_required
+def job(job_id: int) -> str:
+    """One job: a progress bar while it runs, then its results table and CSV download."""
+    return render_template("jobs.html", job_id=job_id, max_items=int(current_app.config.get("JOB_MAX_ITEMS", 500)))
 
 
 @bp.get("/history")

@@ -143,6 +143,31 @@ def read_upload(field: str, modality: str, *, required: bool = True) -> MediaInp
     return MediaInput(data=data, summary=summary)
 
 
+#: Containers a clip may come in (an audio-only file is analysed for the voice alone).
+VIDEO_CONTAINERS = ("audio/mp4", "audio/webm", "video/quicktime", *AUDIO_TYPES)
+
+
+def read_video_upload(field: str = "video") -> MediaInput:
+    """The uploaded clip in ``field``: MP4/MOV (ftyp, moov), WebM/Matroska, or an audio file; 400/415."""
+    file = request.files.get(field)
+    if file is None:
+        raise InvalidInput(f"Send the video as multipart/form-data field '{field}'.", code="missing_file")
+    data = file.read()
+    if not data:
+        raise UnusableInput(f"The uploaded '{field}' file is empty.", code="empty_file")
+    media_type = sniff_media_type(data)
+    if media_type is None and data[4:8] in (b"moov", b"mdat", b"wide", b"free"):
+        media_type = "video/quicktime"
+    if media_type not in VIDEO_CONTAINERS:
+        raise UnsupportedMediaType(
+            f"The '{field}' upload is not a video (MP4, WebM, MOV) or audio recording "
+            f"(detected from its content: {media_type or 'unknown'}).",
+            code="unsupported_video",
+        )
+    named = {"audio/mp4": "video/mp4", "audio/webm": "video/webm"}.get(media_type, media_type)
+    return MediaInput(data=data, summary=_summary(file, data, named))
+
+
 def check_text(value: Any, *, field: str = "text") -> str:
     """A usable text: a non-blank string within MAX_TEXT_CHARS (400/413/422 otherwise)."""
     if value is None:

@@ -87,22 +87,7 @@
     const h = canvas.height;
     ctx.fillStyle = "#ffffff";
     ctx.fillRect(0, 0, w, h);
-    const data = buffer.getChannelData(0);
-    const step = Math.max(1, Math.floor(data.length / w));
-    let absMax = 1e-6;
-    for (let i = 0; i < data.length; i += 16) absMax = Math.max(absMax, Math.abs(data[i]));
-    ctx.fillStyle = "#3d4653";
-    for (let x = 0; x < w; x++) {
-      let lo = 0;
-      let hi = 0;
-      for (let i = x * step; i < Math.min(data.length, (x + 1) * step); i++) {
-        if (data[i] < lo) lo = data[i];
-        if (data[i] > hi) hi = data[i];
-      }
-      const y1 = h / 2 - (hi / absMax) * (h / 2 - 2);
-      const y2 = h / 2 - (lo / absMax) * (h / 2 - 2);
-      ctx.fillRect(x, y1, 1, Math.max(1, y2 - y1));
-    }
+    M.drawWaveform(ctx, buffer, w, h, 2);
   }
 
   function rms(buffer) {
@@ -486,7 +471,7 @@
       out[m] = entry ? { available: Boolean(entry.available), name: entry.model_name, version: entry.model_version, error: entry.error } : { available: false };
     });
     const fusion = (data && data.fusion) || {};
-    return { modalities: out, fusion: fusion };
+    return { modalities: out, fusion: fusion, transcriber: (data && data.transcriber) || null };
   }
 
   function describe(m, info) {
@@ -537,6 +522,16 @@
         app.querySelectorAll('.input-block[data-modality="' + (m === "speech" ? "speech" : m) + '"]').forEach((b) => setUnavailable(b, msg));
       }
     });
+    // Without a transcriber on the server, the "transcribe" switches are off and say why.
+    const transcriber = parsed.transcriber || { available: false, error: "not installed" };
+    if (!transcriber.available) {
+      app.querySelectorAll(".transcribe-switch input").forEach(function (box) {
+        box.checked = false;
+        box.disabled = true;
+        const label = box.parentElement.querySelector("label");
+        if (label) label.textContent = "Transcription is not available on this server (" + (transcriber.error || "not installed") + ").";
+      });
+    }
     // Single-modality tabs whose model is missing cannot submit at all.
     [["image", "face"], ["speech", "speech"], ["text", "text"]].forEach(function (pair) {
       const form = app.querySelector('.predict-form[data-kind="' + pair[0] + '"]');
@@ -595,6 +590,8 @@
     }
     if (audio && audio.blob) {
       body.append("audio", audio.blob, audio.fileName || "recording.webm");
+      const transcribe = form.querySelector(".transcribe-switch input");
+      if (transcribe && transcribe.checked && !transcribe.disabled) body.append("transcribe", "true");
       media.audio = audio.buffer;
       needsConsent = true;
       count++;

@@ -21,7 +21,7 @@
   M.EMOTIONS = readEmotions();
   M.MODALITIES = ["face", "speech", "text"];
   M.MODALITY_NAMES = { face: "Face", speech: "Speech", text: "Text" };
-  M.KIND_NAMES = { image: "Image", speech: "Audio", text: "Text", multimodal: "Multimodal" };
+  M.KIND_NAMES = { image: "Image", speech: "Audio", text: "Text", multimodal: "Multimodal", video: "Video" };
   // Okabe–Ito palette: distinguishable with the common colour-vision deficiencies. The n-th
   // label gets the n-th colour, so the server's label order fixes each emotion's colour.
   // Colour is never the only cue: every chart writes the emotion name beside its bar.
@@ -362,6 +362,31 @@
   };
 
   /** A small coloured square followed by the emotion name (never colour alone). */
+  /** Draw the first channel of an AudioBuffer as min/max bars, one per pixel column, over
+   * ``columns`` columns of a band ``height`` pixels tall (``padding`` kept free top and bottom).
+   * The analyse preview and the result card share it so the two pictures of a clip agree. */
+  M.drawWaveform = function (ctx, buffer, columns, height, padding) {
+    const data = buffer.getChannelData(0);
+    const step = Math.max(1, Math.floor(data.length / columns));
+    let absMax = 1e-6;
+    for (let i = 0; i < data.length; i += 16) absMax = Math.max(absMax, Math.abs(data[i]));
+    ctx.fillStyle = "#3d4653";
+    for (let c = 0; c < columns; c++) {
+      let lo = 0;
+      let hi = 0;
+      const start = c * step;
+      const end = Math.min(data.length, start + step);
+      for (let i = start; i < end; i++) {
+        const v = data[i];
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+      }
+      const y1 = height / 2 - (hi / absMax) * (height / 2 - padding);
+      const y2 = height / 2 - (lo / absMax) * (height / 2 - padding);
+      ctx.fillRect(c, y1, 1, Math.max(1, y2 - y1));
+    }
+  };
+
   M.emotionLabel = function (emotion) {
     const span = M.el("span", { class: "emotion-label" });
     const swatch = M.el("span", { class: "emotion-swatch", "aria-hidden": "true" });

@@ -54,6 +54,14 @@
       .join(", ");
   }
 
+  /* The recording's words, when it was transcribed (personal data, shown like a typed text). */
+  function transcriptExcerpt(item) {
+    const words = item.transcript && item.transcript.text;
+    if (!words) return "";
+    const short = words.length > 80 ? words.slice(0, 79) + "…" : words;
+    return M.el("span", { class: "small muted transcript-excerpt", "data-testid": "history-transcript", text: " · “" + short + "”" });
+  }
+
   function row(item) {
     const when = M.formatDateTime(item.created_at);
     const open = M.el("a", { href: "/predictions/" + encodeURIComponent(item.id), text: when || "#" + item.id });
@@ -70,7 +78,7 @@
       M.el("td", { text: M.KIND_NAMES[item.kind] || item.kind }),
       emotion,
       M.el("td", { class: "num", text: M.percent(item.confidence) }),
-      M.el("td", { text: modalitiesUsed(item) }),
+      M.el("td", {}, [modalitiesUsed(item), transcriptExcerpt(item)]),
       M.el("td", {}, [del]),
     ]);
   }

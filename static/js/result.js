@@ -21,6 +21,29 @@
     return box;
   }
 
+  /* What was said in the recording (when it was transcribed), with each segment's time. */
+  function transcriptSection(prediction) {
+    const transcript = prediction.transcript;
+    if (!transcript) return null;
+    const section = el("section", { class: "card transcript", "aria-labelledby": "transcript-title", "data-testid": "transcript" });
+    section.appendChild(el("h3", { id: "transcript-title", text: "What was said" }));
+    section.appendChild(
+      el("blockquote", { class: "transcript-text", "data-testid": "transcript-text", text: transcript.text || "(no words were heard)" })
+    );
+    let note = "Transcribed by " + (transcript.model_name || "the transcriber") + ", language: " + transcript.language + ". ";
+    note += transcript.used_as_text ? "These words were analysed as the text." : "These words were not analysed as the text (see below).";
+    section.appendChild(el("p", { class: "small muted", text: note }));
+    const segments = transcript.segments || [];
+    if (segments.length > 1) {
+      const list = el("ol", { class: "transcript-segments small" });
+      segments.forEach(function (s) {
+        list.appendChild(el("li", { text: s.start.toFixed(1) + "–" + s.end.toFixed(1) + " s: " + s.text }));
+      });
+      section.appendChild(list);
+    }
+    return section;
+  }
+
   function gatedOut(prediction) {
     const fusion = prediction.fusion || {};
     return (fusion.explanation && fusion.explanation.gated_out) || {};
@@ -203,27 +226,8 @@
     ctx.lineTo(width, waveH / 2);
     ctx.stroke();
     if (buffer) {
-      const data = buffer.getChannelData(0);
       const span = buffer.duration > 0 ? Math.min(1, buffer.duration / duration) : 1;
-      const cols = Math.max(1, Math.floor(width * span));
-      const step = Math.max(1, Math.floor(data.length / cols));
-      let absMax = 1e-6;
-      for (let i = 0; i < data.length; i += 16) absMax = Math.max(absMax, Math.abs(data[i]));
-      ctx.fillStyle = "#3d4653";
-      for (let c = 0; c < cols; c++) {
-        let lo = 0;
-        let hi = 0;
-        const start = c * step;
-        const end = Math.min(data.length, start + step);
-        for (let i = start; i < end; i++) {
-          const v = data[i];
-          if (v < lo) lo = v;
-          if (v > hi) hi = v;
-        }
-        const y1 = waveH / 2 - (hi / absMax) * (waveH / 2 - 4);
-        const y2 = waveH / 2 - (lo / absMax) * (waveH / 2 - 4);
-        ctx.fillRect(c, y1, 1, Math.max(1, y2 - y1));
-      }
+      M.drawWaveform(ctx, buffer, Math.max(1, Math.floor(width * span)), waveH, 4);
     } else {
       ctx.fillStyle = "#4a5361";
       ctx.font = "13px system-ui, sans-serif";
@@ -274,6 +278,10 @@
     return canvas;
   }
 
+  function singleModality(prediction) {
+    return !prediction.fusion && (prediction.modalities || []).filter((m) => m.status === "used").length === 1;
+  }
+
   function modalityCard(prediction, modality, media) {
     const used = modality.status === "used";
     const status = statusOf(prediction, modality);
@@ -310,7 +318,8 @@
       summary.appendChild(M.emotionLabel(modality.emotion));
       summary.appendChild(document.createTextNode(" — " + M.percent(modality.confidence) + " confidence"));
       card.appendChild(summary);
-      card.appendChild(M.probabilityChart(modality.probabilities, name + " probabilities"));
+      // With one modality and no fusion the overall chart above is this one: draw it once.
+      if (!singleModality(prediction)) card.appendChild(M.probabilityChart(modality.probabilities, name + " probabilities"));
     }
     if (modality.modality === "face" && modality.details && (modality.details.faces || modality.details.image)) {
       card.appendChild(el("h4", { text: "Faces found" }));
@@ -413,6 +422,9 @@
       );
     }
     container.appendChild(top);
+    const words = transcriptSection(prediction);
+    if (words) container.appendChild(words);
+    if (prediction.video && M.renderTimeline) container.appendChild(M.renderTimeline(prediction.video));
     const fusion = fusionSection(prediction);
     if (fusion) container.appendChild(fusion);
     const grid = el("div", { class: "grid modality-grid" });

@@ -69,11 +69,11 @@ class LiveServer:
     status: dict[str, Any] = field(default_factory=dict)
 
     def require(self, *modalities: str) -> None:
-        """Skip the calling test unless every named modality's model is installed."""
+        """Fail the calling test unless every named modality's model is installed (they are all committed)."""
         missing = [m for m in modalities if m not in self.available]
         if missing:
             details = "; ".join(f"{m}: {self.status.get(m, {}).get('error', 'no card.json yet')}" for m in missing)
-            pytest.skip(f"the {', '.join(missing)} model is not installed in models/ ({details})")
+            pytest.fail(f"the {', '.join(missing)} model is not installed in models/ ({details})")
 
 
 @pytest.fixture(scope="session")

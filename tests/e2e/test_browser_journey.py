@@ -1,11 +1,12 @@
 """A new user's whole journey in a real headless Chromium, step by step in file order.
 
-Register, log out and in, analyse a text, a photo, an audio file, a microphone recording and
-a webcam photo (Chromium's fake devices play the fixtures), fuse them with a non-default
-strategy, find the result in history, download the CSV, delete a result, see the statistics
+Register, log out and in, analyse a text, a photo, an audio file, a microphone recording
+(transcribed: its words and three results) and a webcam photo (Chromium's fake devices play
+the fixtures), fuse them with a non-default strategy, find the result in history, download
+the CSV, delete a result, see the statistics
 charts, manage a token, read the API docs and log out. Each step saves a screenshot under
-test-output/e2e/ and fails on any browser console error; a step whose model is not installed
-skips with the reason.
+test-output/e2e/ and fails on any browser console error; a step whose model is missing, or
+whose earlier step left nothing to work on, fails with the reason.
 """
 
 from __future__ import annotations
@@ -214,7 +215,7 @@ def test_analyse_tabs_work_with_the_keyboard_alone(page: Any, live_server: LiveS
     wait_for(page, visible("#panel-image"))
     assert page.switch_to.active_element.get_attribute("id") == "tab-image"
     page.switch_to.active_element.send_keys(Keys.END)
-    wait_for(page, visible("#panel-text"))
+    wait_for(page, visible("#panel-video"))
     assert not css(page, "#panel-multimodal").is_displayed()
     page.switch_to.active_element.send_keys(Keys.HOME)
     wait_for(page, visible("#panel-multimodal"))
@@ -240,7 +241,8 @@ def test_text_analysis_shows_emotion_confidence_and_chart(
         "surprise",
     }
     assert "confidence" in css(page, "[data-testid=result-confidence]").text
-    assert len(css_all(page, "#result .probability-chart svg g.bar")) >= 14  # fused + text card
+    # One modality, no fusion: the 7-bar chart is drawn once (the text card does not repeat it).
+    assert len(css_all(page, "#result .probability-chart svg g.bar")) == 7
     check_page(page, "07-result-text")
 
 
@@ -311,9 +313,17 @@ def test_microphone_recording_has_a_timer_and_a_stop_button(
     wait_for(page, lambda d: css(d, "#aud-audio").get_attribute("data-ready") == "true", 20)
     # The fake microphone plays the speech fixture: a silent recording means it was not fed.
     assert float(css(page, "#aud-audio").get_attribute("data-rms")) > 0.001
+    # Transcription is on by default, with a visible switch to turn it off.
+    switch = css(page, "#aud-transcribe")
+    assert switch.is_displayed() and switch.is_selected()
     result = submit_and_wait(page, "panel-audio")
     remember(journey, result)
+    # The words the fake microphone played ("Kids are talking by the door"), and three results:
+    # the voice, the words, and the two fused.
+    assert "door" in text_of(page, "#result [data-testid=transcript-text]").lower()
     assert css(page, "#result .modality-card[data-modality=speech]").get_attribute("data-status") == "used"
+    assert css(page, "#result .modality-card[data-modality=text]").get_attribute("data-status") == "used"
+    assert css(page, "#result .fusion-card").is_displayed()
     check_page(page, "11-result-microphone")
 
 
@@ -340,8 +350,7 @@ def test_multimodal_prediction_with_a_non_default_strategy(
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select
 
-    if not live_server.available:
-        pytest.skip("no model is installed in models/ yet, so nothing can be fused")
+    assert live_server.available, "no model is installed in models/, so nothing can be fused"
     open_tab(page, live_server.url, "multimodal")
     given = []
     if "face" in live_server.available:
@@ -376,12 +385,13 @@ def test_multimodal_prediction_with_a_non_default_strategy(
 
 
 def test_history_lists_filters_and_opens_results(page: Any, live_server: LiveServer, journey: dict[str, Any]) -> None:
-    if not journey["predictions"]:
-        pytest.skip("no prediction was made (no model installed yet)")
+    assert journey["predictions"], "an earlier step made no prediction"
     page.get(live_server.url + "/history")
     wait_for(page, lambda d: d.execute_script("return document.body.dataset.historyLoaded"))
     ids = attributes(page, "#history-table tbody tr[data-id]", "data-id")
     assert ids == list(reversed(journey["predictions"]))  # newest first
+    # Transcribed recordings show their words in the history, like a typed text.
+    assert any("door" in e.text.lower() for e in css_all(page, "#history-table [data-testid=history-transcript]"))
     check_page(page, "16-history")
 
     emotion = attributes(page, "#history-table tbody tr[data-id]", "data-emotion")[0]
@@ -414,8 +424,7 @@ def reloaded(page: Any, action: Any) -> None:
 def test_csv_download_holds_every_prediction(
     page: Any, live_server: LiveServer, journey: dict[str, Any], download_dir: Path
 ) -> None:
-    if not journey["predictions"]:
-        pytest.skip("no prediction was made (no model installed yet)")
+    assert journey["predictions"], "an earlier step made no prediction"
     page.get(live_server.url + "/history")
     wait_for(page, lambda d: d.execute_script("return document.body.dataset.historyLoaded"))
     css(page, "#download-csv").click()
@@ -423,12 +432,12 @@ def test_csv_download_holds_every_prediction(
     wait_for(page, lambda d: target.is_file() and target.stat().st_size > 0, 30, "the CSV was not downloaded")
     rows = list(csv.DictReader(io.StringIO(target.read_text(encoding="utf-8-sig"))))
     assert len(rows) == len(journey["predictions"])
+    assert any("door" in row["transcript_text"].lower() for row in rows)  # the recordings' words
     check_page(page, "18-history-csv")
 
 
 def test_deleting_a_result_asks_for_confirmation(page: Any, live_server: LiveServer, journey: dict[str, Any]) -> None:
-    if not journey["predictions"]:
-        pytest.skip("no prediction was made (no model installed yet)")
+    assert journey["predictions"], "an earlier step made no prediction"
     victim = journey["predictions"][0]
     page.get(live_server.url + "/history")
     wait_for(page, lambda d: d.execute_script("return document.body.dataset.historyLoaded"))
@@ -454,9 +463,9 @@ def test_statistics_draws_charts_with_text_beside_them(
     assert len(css_all(page, "#chart-modalities svg g.bar")) == 3
     assert css_all(page, "#chart-days svg")
     summary = css(page, "#stats-summary").text
-    if journey["predictions"]:
-        assert f"{len(journey['predictions'])} result" in summary
-        assert css_all(page, "#chart-days svg rect")
+    assert journey["predictions"], "an earlier step made no prediction"
+    assert f"{len(journey['predictions'])} result" in summary
+    assert css_all(page, "#chart-days svg rect")
     check_page(page, "21-statistics")
 
 
@@ -492,12 +501,18 @@ def test_privacy_page_and_phone_sized_pages(page: Any, live_server: LiveServer, 
         page.get(live_server.url + "/analyse")
         wait_for(page, lambda d: d.execute_script("return document.getElementById('analyse-app').dataset.modelsLoaded"))
         assert_no_sideways_scrolling(page, "analyse")
+        rows = page.execute_script("return [...document.querySelectorAll('[role=tab]')].map(t => t.offsetTop)")
+        assert len(rows) == 5 and len(set(rows)) == 1, f"the analyse tabs wrap at phone width: {rows}"
+        hidden = page.execute_script(
+            "const t = document.querySelector('.tablist'); return t.scrollWidth - t.clientWidth"
+        )
+        assert hidden <= 1, f"{hidden}px of the analyse tabs are hidden at phone width"
         check_page(page, "26-analyse-phone")
-        if journey.get("multimodal"):
-            page.get(f"{live_server.url}/predictions/{journey['multimodal']}")
-            wait_for(page, lambda d: text_of(d, "#prediction-view [data-testid=result-emotion]"))
-            assert_no_sideways_scrolling(page, "result")
-            check_page(page, "26b-result-phone")
+        assert journey.get("multimodal"), "the multimodal step stored no result"
+        page.get(f"{live_server.url}/predictions/{journey['multimodal']}")
+        wait_for(page, lambda d: text_of(d, "#prediction-view [data-testid=result-emotion]"))
+        assert_no_sideways_scrolling(page, "result")
+        check_page(page, "26b-result-phone")
     finally:
         page.set_window_size(size["width"], size["height"])
 
