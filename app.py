@@ -20,7 +20,7 @@ from typing import Any
 from flask import Flask, g, redirect, request, url_for
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from config import build_config, load_dotenv_file
+from config import build_config, check_rate_limit_storage, load_dotenv_file
 from database import session as db_session
 from inference.labels import MODALITIES
 from inference.registry import RecognizerRegistry
@@ -70,6 +70,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, registry: RecognizerR
     settings.update(config or {})
     if config and "MAX_UPLOAD_MB" in config and "MAX_CONTENT_LENGTH" not in config:
         settings["MAX_CONTENT_LENGTH"] = int(float(config["MAX_UPLOAD_MB"]) * 1024 * 1024)
+    check_rate_limit_storage(settings)
     instance_dir = Path(settings["INSTANCE_DIR"])
     app = Flask(__name__, instance_path=str(instance_dir), instance_relative_config=False)
     app.config.update(settings)

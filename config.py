@@ -110,7 +110,7 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     compute_type = env.get("TRANSCRIBE_COMPUTE_TYPE", "int8").strip().lower() or "int8"
     if compute_type not in {"int8", "float32"}:
         raise ConfigError(f"TRANSCRIBE_COMPUTE_TYPE must be int8 or float32, not {compute_type!r}")
-    return {
+    settings: dict[str, Any] = {
         "APP_ENV": app_env,
         "TESTING": app_env == "testing",
         "SECRET_KEY": secret_key,
@@ -172,6 +172,9 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "REMEMBER_COOKIE_SAMESITE": "Lax",
         "PERMANENT_SESSION_LIFETIME": _env_number(env, "SESSION_LIFETIME_HOURS", 12, int) * 3600,
         "FORCE_HTTPS": _env_bool(env, "FORCE_HTTPS", False),
+        # Strict-Transport-Security on HTTPS responses (the app sees HTTPS itself or via TRUST_PROXY).
+        "HSTS": _env_bool(env, "HSTS", production),
+        "HSTS_MAX_AGE": _env_number(env, "HSTS_MAX_AGE", 31_536_000, int),
         # Number of reverse proxies in front of the app whose X-Forwarded-* headers are trusted.
         "TRUST_PROXY": _env_count(env, "TRUST_PROXY"),
         "WTF_CSRF_ENABLED": _env_bool(env, "WTF_CSRF_ENABLED", True),
@@ -185,8 +188,32 @@ def build_config(env: Mapping[str, str] | None = None) -> dict[str, Any]:
         "RATELIMIT_REGISTER": env.get("RATELIMIT_REGISTER", "5 per minute;30 per hour"),
         "RATELIMIT_PREDICT": env.get("RATELIMIT_PREDICT", "30 per minute;500 per hour"),
         "RATELIMIT_HEADERS_ENABLED": True,
-        # Per-account login throttling: this many failures within the window lock the account for the window.
+        # Per-account login throttle (OWASP: growing delays, no permanent lock): the
+        # LOGIN_MAX_FAILURES-th wrong guess starts a wait of LOGIN_LOCK_SECONDS, each further
+        # one doubles it, up to LOGIN_LOCK_MAX_SECONDS. The per-IP budget is RATELIMIT_LOGIN.
         "LOGIN_MAX_FAILURES": _env_number(env, "LOGIN_MAX_FAILURES", 5, int),
-        "LOGIN_LOCK_SECONDS": _env_number(env, "LOGIN_LOCK_SECONDS", 900, int),
+        "LOGIN_LOCK_SECONDS": _env_number(env, "LOGIN_LOCK_SECONDS", 60, int),
+        "LOGIN_LOCK_MAX_SECONDS": _env_number(env, "LOGIN_LOCK_MAX_SECONDS", 3600, int),
+        "WEB_CONCURRENCY": _env_number(env, "WEB_CONCURRENCY", 2, int),
         "JSON_SORT_KEYS": False,
     }
+    return settings
+
+
+def check_rate_limit_storage(settings: Mapping[str, Any]) -> None:
+    """Refuse a per-process rate-limit store where several processes serve (limits would multiply).
+
+    Called by ``create_app`` (after its overrides) and by gunicorn's master before it forks.
+
+    With ``memory://`` every gunicorn worker counts on its own, so two workers let through
+    twice every limit (20 logins through "10 per minute"). Production with more than one
+    worker must name a shared store such as Redis.
+    """
+    if settings["APP_ENV"] != "production" or not settings["RATELIMIT_ENABLED"]:
+        return
+    if settings["RATELIMIT_STORAGE_URI"].startswith("memory://") and int(settings["WEB_CONCURRENCY"]) > 1:
+        raise ConfigError(
+            f"RATELIMIT_STORAGE_URI=memory:// counts per process, so WEB_CONCURRENCY={settings['WEB_CONCURRENCY']} "
+            "workers would multiply every rate limit. Set RATELIMIT_STORAGE_URI=redis://host:6379/0 "
+            "(a store shared by all workers) or WEB_CONCURRENCY=1."
+        )

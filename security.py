@@ -70,7 +70,10 @@ def init_security(app: Flask) -> None:
     talisman.init_app(
         app,
         force_https=bool(app.config.get("FORCE_HTTPS")),
-        strict_transport_security=bool(app.config.get("FORCE_HTTPS")),
+        # Sent on HTTPS responses only (browsers ignore it over HTTP): behind a TLS proxy the
+        # app learns the scheme from X-Forwarded-Proto (TRUST_PROXY).
+        strict_transport_security=bool(app.config.get("HSTS") or app.config.get("FORCE_HTTPS")),
+        strict_transport_security_max_age=int(app.config.get("HSTS_MAX_AGE", 31_536_000)),
         session_cookie_secure=bool(app.config.get("SESSION_COOKIE_SECURE")),
         session_cookie_http_only=True,
         content_security_policy=CONTENT_SECURITY_POLICY,

@@ -90,6 +90,7 @@ __all__ = [
     "Base",
     "Job",
     "JobItem",
+    "LoginSession",
     "ModalityResult",
     "Prediction",
     "Transcript",
@@ -162,13 +163,39 @@ class User(Base):
     def is_authenticated(self) -> bool:
         return True
 
+    #: The login session (``LoginSession.id``) this request runs under; set at login and by the loader.
+    login_session_id = None  # not a column
+
     def get_id(self) -> str:
-        """What Flask-Login keeps in the session and remember cookie: "<id>:<session token>"."""
-        return f"{self.id}:{self.session_token}"
+        """What Flask-Login keeps in the session and remember cookie.
+
+        "<id>:<session token>:<login session id>": the login session row must still exist
+        (logout deletes it), and the token must match (a password change rotates it).
+        """
+        return f"{self.id}:{self.session_token}:{self.login_session_id or ''}"
 
     @property
     def has_consent(self) -> bool:
         return self.consent_given_at is not None
+
+
+def new_login_session_id() -> str:
+    """A random, unguessable id for one login (kept in the session and the remember cookie)."""
+    return secrets.token_urlsafe(32)
+
+
+class LoginSession(Base):
+    """One login (browser session or remember cookie); deleting the row ends it server-side."""
+
+    __tablename__ = "login_sessions"
+    __table_args__ = (
+        Index("ix_login_sessions_user_id", "user_id"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True, default=new_login_session_id)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, nullable=False, default=utcnow)
 
 
 class ApiToken(Base):

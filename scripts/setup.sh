@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything Moodlens needs on a fresh Debian/Ubuntu machine (idempotent).
 #   scripts/setup.sh          runtime: ffmpeg + .venv with requirements.txt (ONNX Runtime serving)
-#   scripts/setup.sh --dev    also training and test tools: chromium + chromedriver +
+#   scripts/setup.sh --dev    also training and test tools: chromium + chromedriver + nginx +
 #                             requirements-train.txt (TensorFlow, PyTorch, exporters) + requirements-dev.txt
 # Every set is a lock file with hashes (scripts/lock.sh re-locks them from the *.in files).
 set -euo pipefail
@@ -11,7 +11,7 @@ dev=0
 [ "${1:-}" = "--dev" ] && dev=1
 
 system_packages=(ffmpeg)
-# wrk drives `make loadtest`; nginx is the local proxy of the scale-out benchmark.
+# wrk drives `make loadtest`; nginx is the local proxy of the scale-out benchmark and of the slow-client test.
 [ "$dev" = 1 ] && system_packages+=(chromium chromium-driver wrk nginx-light)
 
 missing=()

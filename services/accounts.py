@@ -1,7 +1,7 @@
-"""Accounts: registration, authentication with per-account throttling, consent, API tokens.
+"""Accounts: registration, authentication with per-account throttling, login sessions, consent, API tokens.
 
 The JSON API and the HTML pages both call these functions, so the password policy and the
-per-account lock-out are the same everywhere. Every failure is an ``EmotionAppError``
+per-account throttle are the same everywhere. Every failure is an ``EmotionAppError``
 subclass with an HTTP status and a stable code.
 """
 
@@ -18,7 +18,17 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from database.models import ApiToken, ModalityResult, Prediction, Transcript, User, new_session_token, utcnow
+from database.models import (
+    ApiToken,
+    LoginSession,
+    ModalityResult,
+    Prediction,
+    Transcript,
+    User,
+    new_login_session_id,
+    new_session_token,
+    utcnow,
+)
 from inference.errors import EmotionAppError, InvalidInput
 from security import check_password, hash_password, hash_token, new_api_token, password_problems
 
@@ -122,11 +132,15 @@ def register_user(session: Session, email: Any, password: Any, name: Any = None,
 
 
 def authenticate(session: Session, email: Any, password: Any, *, now: dt.datetime | None = None) -> User:
-    """The user for these credentials, counting failures per account.
+    """The user for these credentials, throttled per account with growing waits.
 
-    After ``LOGIN_MAX_FAILURES`` failures the account is locked for ``LOGIN_LOCK_SECONDS``
-    (``AccountLocked``, 429) even for the right password, which stops password guessing from
-    many addresses. Unknown emails and wrong passwords get the same message.
+    Every guess is counted *before* its password is checked, by one conditional UPDATE
+    (:func:`_claim_guess`), so however many requests arrive at once no more than
+    ``LOGIN_MAX_FAILURES`` guesses are checked before the first wait; each guess after a wait
+    doubles the next wait (up to ``LOGIN_LOCK_MAX_SECONDS``). A wait refuses even the right
+    password (``AccountLocked``, 429 with Retry-After), but it always ends: there is no
+    permanent lock an attacker could put on a known address (OWASP's advice). Unknown emails
+    and wrong passwords get the same message.
     """
     from security import burn_password_check
 
@@ -138,40 +152,116 @@ def authenticate(session: Session, email: Any, password: Any, *, now: dt.datetim
     if user is None:
         burn_password_check(password)
         raise wrong
-    _refuse_if_locked(user, now)
+    wait_after_guess = _claim_guess(session, user, now)
     if not check_password(password, user.password_hash):
-        _count_failure(session, user, now)
+        if wait_after_guess:
+            raise AccountLocked(wait_after_guess)
         raise wrong
-    user.failed_logins = 0
-    user.locked_until = None
-    user.last_login_at = now
-    session.commit()
+    _reset_failures(session, user, now, login=True)
     return user
 
 
-def _refuse_if_locked(user: User, now: dt.datetime) -> None:
-    if user.locked_until is not None and user.locked_until > now:
-        raise AccountLocked(int((user.locked_until - now).total_seconds()))
-
-
-def _count_failure(session: Session, user: User, now: dt.datetime) -> None:
-    """Count a wrong password (committed); :class:`AccountLocked` when it reaches the limit."""
+def _throttle_settings() -> tuple[int, int, int]:
     from flask import current_app
 
-    max_failures = int(current_app.config.get("LOGIN_MAX_FAILURES", 5))
-    lock_seconds = int(current_app.config.get("LOGIN_LOCK_SECONDS", 900))
-    window_start = now - dt.timedelta(seconds=lock_seconds)
-    if user.last_failed_login_at is None or user.last_failed_login_at < window_start:
-        user.failed_logins = 0
-    user.failed_logins += 1
-    user.last_failed_login_at = now
-    locked = user.failed_logins >= max_failures
-    if locked:
-        user.locked_until = now + dt.timedelta(seconds=lock_seconds)
-        user.failed_logins = 0
+    free = int(current_app.config.get("LOGIN_MAX_FAILURES", 5))
+    base = int(current_app.config.get("LOGIN_LOCK_SECONDS", 60))
+    ceiling = int(current_app.config.get("LOGIN_LOCK_MAX_SECONDS", 3600))
+    return free, base, max(base, ceiling)
+
+
+def throttle_wait(failures: int, *, free: int, base: int, ceiling: int) -> int:
+    """Seconds to wait after the ``failures``-th counted guess: none before ``free``, then base, 2×base, …"""
+    if failures < free:
+        return 0
+    return min(ceiling, base * 2 ** min(failures - free, 30))
+
+
+def _claim_guess(session: Session, user: User, now: dt.datetime) -> int:
+    """Count one guess at this account atomically, or raise :class:`AccountLocked` while a wait runs.
+
+    Returns the wait that starts if this guess turns out wrong (0: none). The count is a
+    compare-and-set UPDATE on the row (``WHERE failed_logins = <read value>``): the database
+    serialises concurrent ones, exactly one of them wins each value, and the losers re-read.
+    A streak of failures is forgotten once its wait plus ``LOGIN_LOCK_SECONDS`` has passed.
+    """
+    free, base, ceiling = _throttle_settings()
+    for _ in range(50):
+        session.commit()  # a fresh snapshot on MariaDB (REPEATABLE READ)
+        row = session.execute(
+            select(User.failed_logins, User.locked_until, User.last_failed_login_at).where(User.id == user.id)
+        ).one()
+        failures, locked_until, last_failed = int(row[0] or 0), row[1], row[2]
+        if locked_until is not None and locked_until > now:
+            raise AccountLocked(max(1, int((locked_until - now).total_seconds() + 0.999)))
+        streak_alive = False
+        if last_failed is not None:
+            remembered = throttle_wait(failures, free=free, base=base, ceiling=ceiling) + base
+            streak_alive = last_failed + dt.timedelta(seconds=remembered) >= now
+        counted = failures + 1 if streak_alive else 1
+        wait = throttle_wait(counted, free=free, base=base, ceiling=ceiling)
+        claimed = session.execute(
+            update(User)
+            .where(User.id == user.id, User.failed_logins == failures)
+            .where(User.locked_until.is_(None) if locked_until is None else User.locked_until == locked_until)
+            .values(
+                failed_logins=counted,
+                last_failed_login_at=now,
+                locked_until=now + dt.timedelta(seconds=wait) if wait else None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+        if claimed.rowcount == 1:
+            return wait
+    raise AccountLocked(base)  # extreme contention: refuse rather than check unbounded guesses
+
+
+def _reset_failures(session: Session, user: User, now: dt.datetime, *, login: bool) -> None:
+    values: dict[str, Any] = {"failed_logins": 0, "locked_until": None, "last_failed_login_at": None}
+    if login:
+        values["last_login_at"] = now
+    statement = update(User).where(User.id == user.id).values(**values)
+    session.execute(statement.execution_options(synchronize_session=False))
     session.commit()
-    if locked:
-        raise AccountLocked(lock_seconds)
+    session.refresh(user)
+
+
+# -- login sessions ------------------------------------------------------------------------
+def start_login_session(session: Session, user: User) -> str:
+    """A new login session row for ``user`` (committed); its id goes into ``user.get_id()``.
+
+    Rows of the account older than the longest a cookie can live (the remember cookie's
+    duration, 365 days by default) are deleted on the way: no cookie can name them any more.
+    """
+    from flask import current_app
+
+    now = utcnow()
+    longest = current_app.config.get("REMEMBER_COOKIE_DURATION") or dt.timedelta(days=365)
+    if not isinstance(longest, dt.timedelta):
+        longest = dt.timedelta(seconds=int(longest))
+    stale = delete(LoginSession).where(LoginSession.user_id == user.id, LoginSession.created_at < now - longest)
+    session.execute(stale)
+    row = LoginSession(id=new_login_session_id(), user_id=user.id, created_at=now)
+    session.add(row)
+    session.commit()
+    user.login_session_id = row.id
+    return row.id
+
+
+def end_login_session(session: Session, user: User | None) -> None:
+    """Delete the login session this request runs under: its cookies stop working everywhere."""
+    sid = getattr(user, "login_session_id", None)
+    if user is not None and sid:
+        session.execute(delete(LoginSession).where(LoginSession.id == sid, LoginSession.user_id == user.id))
+        session.commit()
+
+
+def end_all_login_sessions(session: Session, user: User) -> int:
+    """Log the account out everywhere (every browser, every remember cookie); how many ended."""
+    result = session.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
+    session.commit()
+    return int(result.rowcount or 0)
 
 
 def database_id(value: Any) -> int | None:
@@ -189,18 +279,25 @@ def get_user(session: Session, user_id: Any) -> User | None:
 
 
 def user_for_session(session: Session, session_id: Any) -> User | None:
-    """The user a login session names (``User.get_id()``: "<id>:<session token>"), or None.
+    """The user a login session names (``User.get_id()``: "<id>:<session token>:<login session id>"), or None.
 
-    The token must match the user's current one, so a session outlives neither a password
-    change nor the account (a new account that gets the same id has another token).
+    The login session row must exist (logout deletes it) and the token must match the
+    user's current one, so a session outlives neither a logout, a password change nor the
+    account (a new account that gets the same id has another token).
     """
-    if not isinstance(session_id, str) or ":" not in session_id:
+    if not isinstance(session_id, str) or session_id.count(":") != 2:
         return None
-    user_id, token = session_id.split(":", 1)
+    user_id, token, sid = session_id.split(":", 2)
     user = get_user(session, user_id)
-    if user is None or not token or not user.session_token:
+    if user is None or not token or not sid or not user.session_token:
         return None
-    return user if hmac.compare_digest(token.encode(), user.session_token.encode()) else None
+    if not hmac.compare_digest(token.encode(), user.session_token.encode()):
+        return None
+    row = session.scalar(select(LoginSession.id).where(LoginSession.id == sid, LoginSession.user_id == user.id))
+    if row is None:
+        return None
+    user.login_session_id = row
+    return user
 
 
 def set_consent(session: Session, user: User, consent: bool) -> User:
@@ -225,19 +322,23 @@ def change_password(
 ) -> User:
     """Set a new password and end every other login session of the account.
 
-    Wrong current passwords count towards the same lock-out as failed logins, so this
+    Wrong current passwords count towards the same throttle as failed logins, so this
     endpoint cannot be used to guess the password of a session left open.
     """
     now = now or utcnow()
-    _refuse_if_locked(user, now)
+    current_sid = user.login_session_id
+    wait_after_guess = _claim_guess(session, user, now)
     if not isinstance(current_password, str) or not check_password(current_password, user.password_hash):
-        _count_failure(session, user, now)
+        if wait_after_guess:
+            raise AccountLocked(wait_after_guess)
         raise InvalidCredentials("The current password is incorrect.")
+    _reset_failures(session, user, now, login=False)
     check_password_policy(new_password, user.email)
     user.password_hash = hash_password(new_password)
-    user.failed_logins = 0
     user.session_token = new_session_token()
+    session.execute(delete(LoginSession).where(LoginSession.user_id == user.id, LoginSession.id != (current_sid or "")))
     session.commit()
+    user.login_session_id = current_sid
     return user
 
 
@@ -252,6 +353,7 @@ def delete_user(session: Session, user: User, *, uploads_dir: str | Path | None 
     session.execute(delete(Transcript).where(Transcript.prediction_id.in_(prediction_ids)))
     session.execute(delete(Prediction).where(Prediction.user_id == user.id))
     session.execute(delete(ApiToken).where(ApiToken.user_id == user.id))
+    session.execute(delete(LoginSession).where(LoginSession.user_id == user.id))
     session.execute(delete(User).where(User.id == user.id))
     session.commit()
     session.expunge_all()

@@ -388,12 +388,18 @@ TIME_ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+){0,2}")
 
 
 def _parse_date(value: Any, name: str) -> dt.date | None:
-    if value in (None, ""):
+    """A YYYY-MM-DD date between FIRST_DATE and LAST_DATE (the spec's pattern), or None when absent.
+
+    An empty value (``date_to=``) is refused like any other malformed one: the spec says "a date".
+    """
+    if value is None:
         return None
     try:
-        date = dt.date.fromisoformat(str(value))
+        date = dt.date.fromisoformat(str(value)) if re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(value)) else None
     except ValueError:
-        raise InvalidInput(f"{name} must be a date like 2026-01-31.", code="invalid_filter") from None
+        date = None
+    if date is None:
+        raise InvalidInput(f"{name} must be a date like 2026-01-31.", code="invalid_filter")
     # MySQL/MariaDB DATETIME starts at year 1000, and date_to is searched up to the next day.
     if not FIRST_DATE <= date <= LAST_DATE:
         raise InvalidInput(
@@ -402,17 +408,22 @@ def _parse_date(value: Any, name: str) -> dt.date | None:
     return date
 
 
+def _choice(args: Mapping[str, Any], name: str, allowed: tuple[str, ...]) -> str | None:
+    """One of ``allowed`` (any case), None when absent; an empty ``emotion=`` is refused as the spec says."""
+    value = args.get(name)
+    if value is None:
+        return None
+    choice = str(value).strip().lower()
+    if choice not in allowed:
+        raise InvalidInput(f"{name} must be one of {', '.join(allowed)}.", code="invalid_filter")
+    return choice
+
+
 def parse_filters(args: Mapping[str, Any]) -> dict[str, Any]:
-    """Validated history filters from query arguments (400 on bad values)."""
-    emotion = (args.get("emotion") or "").strip().lower() or None
-    if emotion is not None and emotion not in EMOTIONS:
-        raise InvalidInput(f"emotion must be one of {', '.join(EMOTIONS)}.", code="invalid_filter")
-    modality = (args.get("modality") or "").strip().lower() or None
-    if modality is not None and modality not in MODALITIES:
-        raise InvalidInput(f"modality must be one of {', '.join(MODALITIES)}.", code="invalid_filter")
-    kind = (args.get("kind") or "").strip().lower() or None
-    if kind is not None and kind not in KINDS:
-        raise InvalidInput(f"kind must be one of {', '.join(KINDS)}.", code="invalid_filter")
+    """Validated history filters from query arguments (400 on bad values, empty ones included)."""
+    emotion = _choice(args, "emotion", EMOTIONS)
+    modality = _choice(args, "modality", MODALITIES)
+    kind = _choice(args, "kind", KINDS)
     date_from = _parse_date(args.get("date_from"), "date_from")
     date_to = _parse_date(args.get("date_to"), "date_to")
     if date_from and date_to and date_from > date_to:
@@ -481,7 +492,9 @@ def _conditions(user_id: int, filters: Mapping[str, Any]) -> list[Any]:
     if filters.get("date_to"):  # inclusive: the whole of that day
         conditions.append(Prediction.created_at < _day_start_utc(filters["date_to"] + dt.timedelta(days=1), filters))
     if filters.get("modality"):
-        used = aliased(ModalityResult)  # its own name, so a query that joins modality_results can use it too
+        # An alias of its own: the statistics query selects ModalityResult too, and the plain
+        # class would be auto-correlated to it (an EXISTS with no FROM clause: a 500).
+        used = aliased(ModalityResult)
         conditions.append(
             exists().where(
                 and_(

@@ -42,6 +42,7 @@ TABLES = (
     "user_daily_tallies",
     "predictions",
     "api_tokens",
+    "login_sessions",
     "users",
 )
 PASSWORD = "Correct-horse-42"

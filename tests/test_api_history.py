@@ -185,6 +185,18 @@ def test_statistics_accept_the_history_filters(seeded: tuple[Api, list[int]]) ->
     assert stats["total"] == 2 and stats["average_confidence"] == pytest.approx(0.6)
 
 
+def test_statistics_filtered_by_modality_count_only_predictions_that_used_it(seeded: tuple[Api, list[int]]) -> None:
+    """The documented ``modality`` filter used to answer 500 (an auto-correlated EXISTS) on both databases."""
+    api, _ = seeded
+    response = api.get("/api/statistics?modality=text")
+    assert response.status_code == 200, response.get_data(as_text=True)[:300]
+    stats = response.get_json()
+    assert stats["total"] == 3 and stats["by_emotion"]["happy"] == 3
+    assert stats["average_confidence"] == pytest.approx((0.8 + 0.9 + 0.7) / 3)
+    assert stats["by_modality"] == {"face": 1, "speech": 1, "text": 3}
+    assert api.get("/api/statistics?modality=face&emotion=sad").get_json()["total"] == 1
+
+
 def _csv(api: Api, query: str = "") -> tuple[Any, list[dict[str, str]]]:
     response = api.get("/api/predictions/export.csv" + query)
     assert response.status_code == 200

@@ -128,9 +128,9 @@ def _same_client_cookies(app: Any, source: Api) -> Api:
 
 
 def test_a_deleted_accounts_session_never_logs_in_an_account_that_gets_its_id(app: Any, new_api: Any) -> None:
-    from sqlalchemy import update
+    from sqlalchemy import delete, update
 
-    from database.models import User
+    from database.models import LoginSession, User
     from database.session import get_database
 
     ada = new_api()
@@ -148,6 +148,7 @@ def test_a_deleted_accounts_session_never_logs_in_an_account_that_gets_its_id(ap
     bob_id = bob.register(email="bob@example.com").get_json()["user"]["id"]
     assert bob_id != ada_id  # ids of deleted accounts are not issued again
     with get_database(app).session() as session:  # even if a database did reuse it
+        session.execute(delete(LoginSession).where(LoginSession.user_id == bob_id))  # bob logs in again below
         session.execute(update(User).where(User.id == bob_id).values(id=ada_id))
         session.commit()
     assert_error(old_browser.get("/api/user/profile"), 401, "unauthorized")

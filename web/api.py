@@ -8,6 +8,7 @@ their own. Every failure answers ``{"error": {"code", "message"}}``.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from functools import wraps
@@ -55,7 +56,12 @@ def _job_upload_limit() -> None:
 
 @bp.before_request
 def _authenticate_and_protect() -> None:
-    """Resolve a bearer token (401 if it is bad) or enforce CSRF on cookie/anonymous writes."""
+    """Resolve a bearer token (401 if it is bad) or enforce CSRF on cookie/anonymous writes.
+
+    An anonymous write to an endpoint that needs a login answers 401 before the CSRF check,
+    as documented: "log in first" is the useful answer, not "missing CSRF token". Then a JSON
+    body is checked against the operation's schema in the OpenAPI document (400 on a mismatch).
+    """
     token = bearer_token()
     if token is not None:
         user = accounts.user_for_token(get_session(), token)
@@ -64,11 +70,34 @@ def _authenticate_and_protect() -> None:
         g._login_user = user  # Flask-Login's per-request user; the session cookie is untouched
         g.auth_via_token = True
         g.user_id_for_log = user.id
-        return
-    if request.method in WRITE_METHODS and current_app.config.get("WTF_CSRF_ENABLED", True):
-        csrf.protect()
-    if current_user.is_authenticated:
-        g.user_id_for_log = current_user.id
+    else:
+        if request.method in WRITE_METHODS and _needs_login() and not current_user.is_authenticated:
+            raise Unauthorized("Log in first, or send 'Authorization: Bearer <token>'.")
+        if request.method in WRITE_METHODS and current_app.config.get("WTF_CSRF_ENABLED", True):
+            csrf.protect()
+        if current_user.is_authenticated:
+            g.user_id_for_log = current_user.id
+    if request.method in WRITE_METHODS and request.url_rule is not None and request.is_json:
+        _check_json_body_against_spec()
+
+
+def _needs_login() -> bool:
+    view = current_app.view_functions.get(request.endpoint or "")
+    return bool(getattr(view, "needs_login", False))
+
+
+def _check_json_body_against_spec() -> None:
+    from web.openapi import json_body_problem
+
+    try:
+        body = json.loads(request.get_data(cache=True))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+        body = None
+    if not isinstance(body, dict):
+        return  # malformed or not an object: json_body() answers with its own precise 400
+    problem = json_body_problem(request.url_rule.rule, request.method, body)  # type: ignore[union-attr]
+    if problem is not None:
+        raise InvalidInput(problem, code="invalid_request")
 
 
 def auth_required(view: F) -> F:
@@ -80,6 +109,7 @@ def auth_required(view: F) -> F:
             raise Unauthorized("Log in first, or send 'Authorization: Bearer <token>'.")
         return view(*args, **kwargs)
 
+    wrapper.needs_login = True  # type: ignore[attr-defined]  # anonymous writes: 401 before CSRF
     return wrapper  # type: ignore[return-value]
 
 
@@ -111,6 +141,7 @@ def register() -> tuple[Response, int]:
     user = accounts.register_user(
         get_session(), body.get("email"), body.get("password"), body.get("name"), consent=body.get("consent") is True
     )
+    accounts.start_login_session(get_session(), user)
     login_user(user)
     return _created({"user": accounts.user_to_dict(user)})
 
@@ -120,14 +151,28 @@ def register() -> tuple[Response, int]:
 def login() -> Response:
     body = json_body()
     user = accounts.authenticate(get_session(), body.get("email"), body.get("password"))
+    accounts.start_login_session(get_session(), user)
     login_user(user, remember=body.get("remember") is True)
     return jsonify({"user": accounts.user_to_dict(user)})
 
 
 @bp.post("/logout")
 def logout() -> Response:
+    """End this login session server-side: a copy of its cookies no longer works either."""
+    if current_user.is_authenticated and not g.get("auth_via_token"):
+        accounts.end_login_session(get_session(), me())
     logout_user()
     return jsonify({"logged_out": True})
+
+
+@bp.post("/logout/all")
+@auth_required
+def logout_everywhere() -> Response:
+    """End every login session of the account (all browsers, all remember cookies); tokens stay."""
+    ended = accounts.end_all_login_sessions(get_session(), me())
+    if not g.get("auth_via_token"):
+        logout_user()
+    return jsonify({"logged_out": True, "sessions_ended": ended})
 
 
 @bp.get("/user/profile")

@@ -6,6 +6,8 @@ the document cannot silently fall behind the code.
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any
 
 from database.models import KINDS
@@ -55,6 +57,8 @@ def _op(
     tags: list[str] | None = None,
 ) -> dict[str, Any]:
     op: dict[str, Any] = {"summary": summary, "responses": responses, "tags": tags or []}
+    if body is not None and "application/json" in body["content"] and "415" not in responses:
+        op["responses"] = {**responses, "415": _error("`expected_json`: send the body as application/json.")}
     if not auth:
         op["security"] = []
     if body is not None:
@@ -101,6 +105,13 @@ def _path_id(name: str) -> dict[str, Any]:
 USER_RESPONSE = _json({"type": "object", "properties": {"user": {"$ref": "#/components/schemas/User"}}})
 PREDICTION_CREATED = _json({"$ref": "#/components/schemas/Prediction"}, "The stored prediction.")
 FILE = {"type": "string", "format": "binary"}
+#: A day the databases can hold: 1000-01-01 to 9998-12-31 (date_to is searched up to the next day).
+DATE = {
+    "type": "string",
+    "format": "date",
+    "pattern": r"^(1[0-9]{3}|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-[0-9]{2}-[0-9]{2}$",
+    "description": "YYYY-MM-DD from 1000-01-01 to 9998-12-31; empty values are refused.",
+}
 TRANSCRIBE_FIELD = {
     "type": "string",
     "enum": ["true", "false"],
@@ -123,8 +134,8 @@ FILTERS = [
     _query("emotion", {"type": "string", "enum": list(EMOTIONS)}, "Only this final emotion."),
     _query("modality", {"type": "string", "enum": list(MODALITIES)}, "Only predictions that used this modality."),
     _query("kind", {"type": "string", "enum": list(KINDS)}, "Only this kind."),
-    _query("date_from", {"type": "string", "format": "date"}, "From this day (inclusive; UTC unless tz/tz_offset)."),
-    _query("date_to", {"type": "string", "format": "date"}, "Up to this day (inclusive; UTC unless tz/tz_offset)."),
+    _query("date_from", DATE, "From this day (inclusive; UTC unless tz/tz_offset)."),
+    _query("date_to", DATE, "Up to this day (inclusive; UTC unless tz/tz_offset)."),
     _query(
         "tz",
         {"type": "string", "maxLength": 64, "example": "Europe/Berlin"},
@@ -176,7 +187,8 @@ def build_spec() -> dict[str, Any]:
         },
         "/api/login": {
             "post": _op(
-                "Log in (session cookie). Rate-limited per IP; an account locks after repeated failures.",
+                "Log in (session cookie). Rate-limited per IP; repeated failures make the account wait "
+                "(429 `too_many_login_attempts` with Retry-After, doubling with each further failure).",
                 {"200": USER_RESPONSE, **COMMON_ERRORS},
                 auth=False,
                 tags=["auth"],
@@ -195,9 +207,24 @@ def build_spec() -> dict[str, Any]:
         },
         "/api/logout": {
             "post": _op(
-                "Log out (ends the session).",
+                "Log out: the login session ends on the server, so copies of its cookies stop working too.",
                 {"200": _json({"type": "object"}), **COMMON_ERRORS},
                 auth=False,
+                tags=["auth"],
+            )
+        },
+        "/api/logout/all": {
+            "post": _op(
+                "Log out everywhere: every login session and remember cookie of the account ends (tokens stay).",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"logged_out": {"type": "boolean"}, "sessions_ended": {"type": "integer"}},
+                        }
+                    ),
+                    **COMMON_ERRORS,
+                },
                 tags=["auth"],
             )
         },
@@ -213,13 +240,13 @@ def build_spec() -> dict[str, Any]:
         "/api/user/password": {
             "put": _op(
                 "Change the password; every other login session of the account ends. Shares the login "
-                "rate limit, and wrong current passwords count towards the account lock-out.",
+                "rate limit, and wrong current passwords count towards the account's login throttle.",
                 {
                     "200": USER_RESPONSE,
                     "422": _error("Weak password."),
                     **COMMON_ERRORS,
                     "429": _error(
-                        "`rate_limited` (see Retry-After) or `too_many_login_attempts`: the account is locked."
+                        "`rate_limited` (see Retry-After) or `too_many_login_attempts`: the account must wait."
                     ),
                 },
                 tags=["account"],
@@ -518,7 +545,10 @@ def build_spec() -> dict[str, Any]:
             "get": _op(
                 "Readiness: database reachable; per-modality model status (`?load=1` loads them when "
                 "READYZ_ALLOW_LOAD is on; otherwise it is ignored).",
-                {"200": _json({"type": "object"}), "503": _json({"type": "object"}, "The database is unreachable.")},
+                {
+                    "200": _json({"type": "object"}),
+                    "503": _json({"type": "object"}, "The database is unreachable, or a model is not loaded yet."),
+                },
                 auth=False,
                 tags=["service"],
                 params=[_query("load", {"type": "string"}, "1 to load every model now (only with READYZ_ALLOW_LOAD).")],
@@ -549,6 +579,41 @@ def build_spec() -> dict[str, Any]:
             "schemas": _schemas(),
         },
     }
+
+
+def _openapi_path(rule: str) -> str:
+    """A Flask rule ("/api/tokens/<int:token_id>") as an OpenAPI path ("/api/tokens/{token_id}")."""
+    return re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule)
+
+
+#: What the app checks itself with more precise codes: missing fields (invalid_email,
+#: missing_credentials, ...) and lengths (413 with the configured limit).
+_LEFT_TO_THE_ROUTES = frozenset({"required", "maxLength"})
+
+
+@functools.lru_cache(maxsize=64)
+def _body_validator(path: str, method: str) -> Any:
+    import jsonschema
+
+    operation = build_spec()["paths"].get(path, {}).get(method.lower(), {})
+    schema = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+    if schema is None:
+        return None
+    validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    return validator_class(schema)
+
+
+def json_body_problem(rule: str, method: str, body: dict[str, Any]) -> str | None:
+    """Why ``body`` does not fit the operation's documented JSON schema (types, null), or None."""
+    validator = _body_validator(_openapi_path(rule), method)
+    if validator is None:
+        return None
+    for error in sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path)):
+        if error.validator in _LEFT_TO_THE_ROUTES:
+            continue
+        where = ".".join(str(part) for part in error.absolute_path) or "body"
+        return f"{where}: {error.message}"[:300]
+    return None
 
 
 def _schemas() -> dict[str, Any]:

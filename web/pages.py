@@ -88,6 +88,9 @@ def _login() -> str | Response:
             form.form_errors.append(exc.message)
             status = exc.status
         else:
+            from services.accounts import start_login_session
+
+            start_login_session(_db_session(), user)
             login_user(user, remember=bool(form.remember.data))
             flash(f"Welcome back, {user.display_name or user.email}.", "success")
             return redirect(next_url or url_for("pages.analyse"))
@@ -131,6 +134,9 @@ def _register() -> str | Response:
                 form.form_errors.append(exc.message)
             status = exc.status
         else:
+            from services.accounts import start_login_session
+
+            start_login_session(_db_session(), user)
             login_user(user)
             flash("Your account is ready. Try an analysis below.", "success")
             return redirect(url_for("pages.analyse"))
@@ -142,8 +148,24 @@ def _register() -> str | Response:
 @bp.post("/logout")
 def logout() -> Response:
     """POST only (with the CSRF token), so a link elsewhere cannot log people out."""
+    from services.accounts import end_login_session
+
+    if current_user.is_authenticated:
+        end_login_session(_db_session(), current_user._get_current_object())
     logout_user()
     flash("You are logged out.", "success")
+    return redirect(url_for("pages.landing"))
+
+
+@bp.post("/logout/all")
+@login_required
+def logout_everywhere() -> Response:
+    """End every login session of the account (other browsers and remember cookies too)."""
+    from services.accounts import end_all_login_sessions
+
+    end_all_login_sessions(_db_session(), current_user._get_current_object())
+    logout_user()
+    flash("You are logged out everywhere.", "success")
     return redirect(url_for("pages.landing"))
 
 
