@@ -5,7 +5,7 @@ Logging out deletes the row, so a copied session or remember cookie stops workin
 named no row and have to log in again once.
 
 Revision ID: 0003_login_sessions
-Revises: 0006_transcripts
+Revises: 0002_session_token
 Create Date: 2026-12-02
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 revision: str = "0003_login_sessions"
-down_revision: str | None = "0006_transcripts"
+down_revision: str | None = "0002_session_token"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

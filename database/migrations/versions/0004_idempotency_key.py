@@ -12,7 +12,7 @@
 Only plain ALTER TABLE ADD COLUMN and CREATE/DROP INDEX: no SQLite table rebuild, no cascades.
 
 Revision ID: 0004_idempotency_key
-Revises: 0002_session_token
+Revises: 0003_login_sessions
 Create Date: 2026-12-02
 """
 
@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004_idempotency_key"
-down_revision: str | None = "0002_session_token"
+down_revision: str | None = "0003_login_sessions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

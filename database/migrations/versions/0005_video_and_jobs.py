@@ -5,7 +5,7 @@ A video prediction is an ordinary ``predictions`` row (kind ``video``) plus one
 items each point at the prediction stored for them, so a restarted job skips what is stored.
 
 Revision ID: 0005_video_and_jobs
-Revises: 0002_session_token
+Revises: 0004_idempotency_key
 Create Date: 2026-12-02
 """
 

@@ -4,7 +4,7 @@ Personal data like a typed text: deleted with the prediction (ON DELETE CASCADE,
 services delete it explicitly) and with the account.
 
 Revision ID: 0006_transcripts
-Revises: 0002_session_token
+Revises: 0005_video_and_jobs
 Create Date: 2026-12-02
 """
 
