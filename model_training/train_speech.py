@@ -268,7 +268,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(default: the RAVDESS actor field; e.g. '^([^/]+)/' for ROOT/<speaker>/<emotion>/clip.wav)",
     )
     parser.add_argument("--val-speakers", default="19,20", help="speakers held out for early stopping")
-    parser.add_argument("--test-speakers", default="21,22,23,24", help="speakers used only for the final test")
+    parser.add_argument(
+        "--test-speakers",
+        default="21,22,23,24",
+        help="speakers used only for the final test (empty: no test split, as in cross-validation)",
+    )
+    parser.add_argument(
+        "--exclude-speakers", default="", help="speakers left out entirely (cross-validation: the test actors)"
+    )
     parser.add_argument("--output-dir", type=Path, default=DEFAULT_MODELS_DIR / "speech")
     parser.add_argument(
         "--cache-dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "moodlens-speech-cache"
@@ -337,22 +344,34 @@ class Fitted:
     train_minutes: float
 
 
+def _speakers(names: str) -> set[str]:
+    return {speaker_key(s.strip()) for s in names.split(",") if s.strip()}
+
+
+def split_clips(clips: list[Clip], args: argparse.Namespace) -> tuple[list[Clip], list[Clip], list[Clip]]:
+    """Train, validation and test clips by speaker; excluded speakers are in none of them."""
+    val, test, excluded = _speakers(args.val_speakers), _speakers(args.test_speakers), _speakers(args.exclude_speakers)
+    kept = [c for c in clips if c.speaker not in excluded]
+    return (
+        [c for c in kept if c.speaker not in val | test],
+        [c for c in kept if c.speaker in val],
+        [c for c in kept if c.speaker in test],
+    )
+
+
 def load(args: argparse.Namespace, hp: dict[str, Any]) -> SpeechData | None:
     """List and split the clips by speaker, decode them once (cached) and standardise the features."""
     clips = list_clips(args.data_root, args.glob, args.labels_from, args.speaker_regex)
     if not clips:
         print(f"no labelled audio found under {args.data_root}", file=sys.stderr)
         return None
-    val_speakers = {speaker_key(s.strip()) for s in args.val_speakers.split(",") if s.strip()}
-    test_speakers = {speaker_key(s.strip()) for s in args.test_speakers.split(",") if s.strip()}
-    train_clips = [c for c in clips if c.speaker not in val_speakers | test_speakers]
-    val_clips = [c for c in clips if c.speaker in val_speakers]
-    test_clips = [c for c in clips if c.speaker in test_speakers]
+    val_speakers, test_speakers = _speakers(args.val_speakers), _speakers(args.test_speakers)
+    train_clips, val_clips, test_clips = split_clips(clips, args)
     if args.limit:
         train_clips, val_clips, test_clips = (
             cs[:: max(len(cs) // args.limit, 1)][: args.limit] for cs in (train_clips, val_clips, test_clips)
         )
-    if not (train_clips and val_clips and test_clips):
+    if not (train_clips and val_clips and (test_clips or not test_speakers)):
         print("train, validation and test speakers must each have clips", file=sys.stderr)
         return None
     print(f"clips: train {len(train_clips)}, validation {len(val_clips)}, test {len(test_clips)}", flush=True)
@@ -403,12 +422,14 @@ def fit(args: argparse.Namespace, hp: dict[str, Any], data: SpeechData, started:
     train_clips, val_clips, test_clips = data.train_clips, data.val_clips, data.test_clips
     train_versions, val_x, class_weights = data.train_versions, data.val_x, data.class_weights
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    baseline = svm_baseline(
-        ([features[c.path][0] for c in train_clips], y_train),
-        ([features[c.path][0] for c in val_clips], y_val),
-        ([features[c.path][0] for c in test_clips], y_test),
-    )
-    print(f"baseline: {json.dumps(baseline)}", flush=True)
+    baseline: dict[str, Any] = {}
+    if test_clips:  # cross-validation folds have no test split: the baseline belongs to the final run
+        baseline = svm_baseline(
+            ([features[c.path][0] for c in train_clips], y_train),
+            ([features[c.path][0] for c in val_clips], y_val),
+            ([features[c.path][0] for c in test_clips], y_test),
+        )
+        print(f"baseline: {json.dumps(baseline)}", flush=True)
 
     training, serving = build_model(hp)
     training.compile(
