@@ -23,7 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from model_training.common import classification_metrics, expected_calibration_error, limit_tensorflow_threads
+from inference.calibration import fit_temperature, temperature_scale
+from model_training.common import (
+    classification_metrics,
+    ece_noise_floor,
+    expected_calibration_error,
+    limit_tensorflow_threads,
+)
 from model_training.datasets import list_clips, speaker_key
 
 #: Actors that never enter a fold: the test split of the model card.
@@ -109,20 +115,39 @@ def run_fold(fold: int, val_actors: list[str], work_dir: Path, passthrough: list
 
 
 def pooled(work_dir: Path) -> dict | None:
-    """Accuracy, UAR and ECE over every finished fold's out-of-fold predictions."""
+    """Accuracy, UAR and calibration over every finished fold's out-of-fold predictions.
+
+    The temperature of each fold is fitted on the *other* folds' predictions (cross-fitted),
+    so the calibrated ECE is measured on predictions its temperature never saw; the noise
+    floor says what a perfectly calibrated model would show on this many clips.
+    """
     parts = [np.load(p) for p in sorted(work_dir.glob("fold-*/oof.npz"))]
     if not parts:
         return None
     probs = np.concatenate([p["probabilities"] for p in parts])
     labels = np.concatenate([p["labels"] for p in parts])
     metrics = classification_metrics(labels, probs.argmax(axis=1))
-    return {
+    summary = {
         "folds": len(parts),
         "clips": len(labels),
         "accuracy": metrics["accuracy"],
         "uar": metrics["uar"],
+        "per_class_recall": {k: v["recall"] for k, v in metrics["per_class"].items()},
         "ece": expected_calibration_error(probs, labels),
+        "temperature_all_folds": fit_temperature(probs, labels),
     }
+    if len(parts) >= 2:
+        calibrated = []
+        for i, part in enumerate(parts):
+            rest = [q for j, q in enumerate(parts) if j != i]
+            t = fit_temperature(
+                np.concatenate([q["probabilities"] for q in rest]), np.concatenate([q["labels"] for q in rest])
+            )
+            calibrated.append(temperature_scale(part["probabilities"], t))
+        scaled = np.concatenate(calibrated)
+        summary["ece_cross_fitted_temperature"] = expected_calibration_error(scaled, labels)
+        summary["ece_noise_floor"] = ece_noise_floor(scaled, draws=300)
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:

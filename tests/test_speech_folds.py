@@ -2,11 +2,12 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from model_training import train_speech
 from model_training.datasets import Clip
-from model_training.speech_folds import TEST_ACTORS, actor_folds, fold_arguments
+from model_training.speech_folds import TEST_ACTORS, actor_folds, fold_arguments, pooled
 
 pytestmark = pytest.mark.no_database
 
@@ -45,3 +46,24 @@ def test_a_fold_trains_on_the_other_sixteen_actors_and_never_reads_the_test_acto
     assert {c.speaker for c in train} == {str(n) for n in range(1, 21)} - set(fold)
     assert test == []
     assert not {c.speaker for c in train + val} & set(TEST_ACTORS)
+
+
+def test_pooled_out_of_fold_figures_cross_fit_the_temperature(tmp_path):
+    rng = np.random.default_rng(0)
+    for fold in (1, 2, 3):
+        labels = rng.integers(0, 7, 120)
+        predicted = np.where(rng.random(120) < 0.6, labels, rng.integers(0, 7, 120))
+        logits = rng.normal(0, 0.5, (120, 7))
+        logits[np.arange(120), predicted] += 6.0  # sure of itself, right only about 65 % of the time
+        probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+        (tmp_path / f"fold-{fold}").mkdir()
+        np.savez(tmp_path / f"fold-{fold}" / "oof.npz", probabilities=probs, labels=labels, paths=np.array([""] * 120))
+    summary = pooled(tmp_path)
+    assert summary["clips"] == 360 and summary["folds"] == 3
+    assert summary["temperature_all_folds"] > 1.0  # over-confidence is softened
+    assert summary["ece_cross_fitted_temperature"] < summary["ece"]
+    assert 0.0 < summary["ece_noise_floor"]["mean"] < summary["ece_noise_floor"]["p95"]
+
+
+def test_no_finished_fold_gives_no_figures(tmp_path):
+    assert pooled(tmp_path) is None
