@@ -31,7 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def run(repeats: int = 3, seconds: float = 30.0) -> dict[str, Any]:
     sys.path.insert(0, str(REPO_ROOT))
     from app import build_registry
-    from inference.errors import UnusableInput
+    from errors import UnusableInput
     from inference.fusion import FusionEngine
     from inference.predictor import MultimodalEmotionPredictor
     from services.video import VideoSettings, _png, _wav, analyse_video, decode_video, windows

@@ -201,7 +201,7 @@ def prepare_database(url: str, rows: int | None) -> dict[str, Any]:
             .limit(1)
         ).first()
     database.dispose()
-    from services.predictions import encode_cursor
+    from services.predictions.queries import encode_cursor
 
     tokens["deep_cursor"] = encode_cursor(deep) if deep is not None else ""
     tokens["export_day"] = (first or utcnow()).date().isoformat()

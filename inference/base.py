@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from inference.errors import ModelUnavailable
+from errors import ModelUnavailable
 from inference.labels import EMOTIONS, NUM_EMOTIONS, EmotionProbabilities
 
 logger = logging.getLogger(__name__)

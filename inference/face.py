@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from errors import InvalidInput, ModelUnavailable, UnusableInput
 from inference.base import CARD_FILE, Recognizer
-from inference.errors import InvalidInput, ModelUnavailable, UnusableInput
 from inference.labels import EMOTIONS, NUM_EMOTIONS
 from inference.onnx_session import open_session
 from preprocessing.image import FACE_SIZE, crop_face, decode_image, detect_faces, warm_up, whole_image_face

@@ -11,7 +11,7 @@ ones gated out (with the reason). Strategies:
     calibrated confidence is below ``gate_threshold`` (0.30; the most confident one is
     always kept), weight by ``base weight x calibrated confidence`` and normalise. Without a
     fitted temperature for every modality of the request (``temperatures.json``) it raises
-    :class:`~inference.errors.ModelUnavailable`; it never assumes the identity instead.
+    :class:`~errors.ModelUnavailable`; it never assumes the identity instead.
 ``weighted``
     Fixed base weights (default face 0.40, speech 0.30, text 0.30) renormalised over the
     modalities present.
@@ -26,7 +26,7 @@ ones gated out (with the reason). Strategies:
     A scikit-learn Random Forest over the 21 concatenated probabilities plus a 3-value
     presence mask (an absent modality is all zeros), trained with random modality dropout by
     ``model_training/train_fusion.py``. Without the trained file it raises
-    :class:`~inference.errors.ModelUnavailable`; it never falls back to another strategy.
+    :class:`~errors.ModelUnavailable`; it never falls back to another strategy.
 
 Base weights are user-adjustable per request for ``calibrated``, ``weighted`` and
 ``adaptive``; a partial mapping keeps the defaults for the modalities it does not name.
@@ -46,8 +46,8 @@ from typing import Any
 
 import numpy as np
 
+from errors import EmotionAppError, ModelUnavailable
 from inference.calibration import TEMPERATURES_FILE, load_temperatures, temperature_scale
-from inference.errors import EmotionAppError, ModelUnavailable
 from inference.labels import EMOTIONS, MODALITIES, NUM_EMOTIONS, EmotionProbabilities
 
 STRATEGIES: tuple[str, ...] = ("calibrated", "weighted", "adaptive", "voting", "stacker")

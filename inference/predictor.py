@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from errors import EmotionAppError, InvalidInput, UnusableInput
 from inference.base import Prediction
-from inference.errors import EmotionAppError, InvalidInput, UnusableInput
 from inference.fusion import DEFAULT_STRATEGY, FusionEngine
 from inference.labels import MODALITIES
 from inference.registry import RecognizerRegistry

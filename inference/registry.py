@@ -9,8 +9,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from errors import ModelLoading, ModelUnavailable
 from inference.base import Recognizer
-from inference.errors import ModelLoading, ModelUnavailable
 from inference.labels import MODALITIES
 
 log = logging.getLogger("moodlens.models")

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from errors import InvalidInput, ModelUnavailable
 from inference.base import CARD_FILE, Recognizer
-from inference.errors import InvalidInput, ModelUnavailable
 from inference.labels import NUM_EMOTIONS
 from inference.onnx_session import open_session
 from preprocessing.audio import (

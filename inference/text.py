@@ -23,10 +23,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from errors import ModelUnavailable, UnusableInput
 from inference.base import CARD_FILE, Recognizer
 from inference.batching import MicroBatcher
 from inference.calibration import softmax
-from inference.errors import ModelUnavailable, UnusableInput
 from inference.labels import NUM_EMOTIONS
 from preprocessing.text import DEFAULT_MAX_CHARS, clean_text, spell_out_emoji
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.errors import ModelUnavailable
+from errors import ModelUnavailable
 from preprocessing.audio import DEFAULT_MAX_SECONDS, TARGET_RATE, decode_audio
 
 log = logging.getLogger("moodlens.transcriber")

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.errors import EmotionAppError
+from errors import EmotionAppError
 from inference.labels import EMOTIONS, emotion_index
 from model_training.common import DEFAULT_MODELS_DIR, classification_metrics, expected_calibration_error
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.errors import EmotionAppError
+from errors import EmotionAppError
 from model_training.common import DEFAULT_MODELS_DIR, classification_metrics, expected_calibration_error
 from model_training.datasets import TextSet, label_index
 from preprocessing.text import clean_text

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from errors import ModelUnavailable
 from inference.calibration import temperature_scale
-from inference.errors import ModelUnavailable
 from inference.fusion import (
     DEFAULT_GATE_THRESHOLD,
     DEFAULT_WEIGHTS,

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from config import DEFAULT_INSTANCE_DIR
-from inference.errors import EmotionAppError, ModelUnavailable
+from errors import EmotionAppError, ModelUnavailable
 from inference.fusion import DEFAULT_STRATEGY, STRATEGIES, FusionEngine
 from inference.labels import EMOTIONS
 from inference.speech import SpeechRecognizer

@@ -428,7 +428,7 @@ def _face(models_dir: Path, data_root: Path, remeasure: bool) -> dict[str, Any]:
 
 
 def _speech(models_dir: Path, data_root: Path, remeasure: bool) -> dict[str, Any]:
-    from inference.errors import EmotionAppError
+    from errors import EmotionAppError
     from inference.speech import SpeechRecognizer
     from model_training.datasets import list_clips
     from model_training.triples import DEFAULT_TEST_SPEAKERS, DEFAULT_VAL_SPEAKERS, RAVDESS_SPEAKER_REGEX

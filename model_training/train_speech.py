@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.errors import EmotionAppError
+from errors import EmotionAppError
 from inference.labels import NUM_EMOTIONS
 from inference.speech import MODEL_FILE as ONNX_FILE
 from inference.speech import STATS_FILE

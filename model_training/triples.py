@@ -271,7 +271,7 @@ def _face_runner(recognizer: Any) -> Callable[[Pool, np.ndarray], tuple[np.ndarr
 
 def _speech_runner(recognizer: Any) -> Callable[[Pool, np.ndarray], tuple[np.ndarray, dict[int, str]]]:
     """Clips go through the serving path (decode, trim, features, model) one file at a time."""
-    from inference.errors import EmotionAppError
+    from errors import EmotionAppError
 
     def run(pool: Pool, which: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
         out = np.full((len(which), NUM_EMOTIONS), np.nan)

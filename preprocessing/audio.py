@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from inference.errors import InputTooLarge, InvalidInput, UnsupportedMediaType, UnusableInput
+from errors import InputTooLarge, InvalidInput, UnsupportedMediaType, UnusableInput
 
 #: The rate every signal is resampled to (the training corpus is stored at 16 kHz).
 TARGET_RATE = 16_000

@@ -1,6 +1,6 @@
 """Photo bytes -> grayscale frame -> face boxes -> 48x48 model inputs.
 
-Every failure is an :class:`~inference.errors.EmotionAppError` with a clear message, so the
+Every failure is an :class:`~errors.EmotionAppError` with a clear message, so the
 web layer answers bad uploads with a 4xx instead of a 500. The format is recognised from the
 content (magic bytes), never from the file name, and the pixel count is checked from the
 header before any pixel is decoded, so a "decompression bomb" costs nothing.
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inference.errors import InputTooLarge, InvalidInput, UnsupportedMediaType, UnusableInput
+from errors import InputTooLarge, InvalidInput, UnsupportedMediaType, UnusableInput
 
 #: Side of the square grayscale face the model takes (FER2013's size).
 FACE_SIZE = 48

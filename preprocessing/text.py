@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from inference.errors import InputTooLarge, InvalidInput, UnusableInput
+from errors import InputTooLarge, InvalidInput, UnusableInput
 
 DEFAULT_MAX_CHARS = 5000
 #: Raw inputs far over the limit (even allowing for whitespace clean-up) are refused unread.

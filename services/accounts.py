@@ -29,7 +29,7 @@ from database.models import (
     new_session_token,
     utcnow,
 )
-from inference.errors import EmotionAppError, InvalidInput
+from errors import EmotionAppError, InvalidInput
 from security import check_password, hash_password, hash_token, new_api_token, password_problems
 
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")

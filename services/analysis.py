@@ -23,9 +23,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from database.models import Prediction, User, utcnow
-from inference.errors import EmotionAppError, InvalidInput, ModelLoading, ModelUnavailable, UnusableInput
+from errors import EmotionAppError, InvalidInput, ModelLoading, ModelUnavailable, UnusableInput
 from inference.registry import RecognizerRegistry
-from services.predictions import find_by_idempotency_key, store_prediction
+from services.predictions.store import find_by_idempotency_key, store_prediction
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from database.models import JOB_FINISHED, PROBABILITY_COLUMNS, Job, JobItem, Prediction, User, utcnow
 from database.session import get_database
-from inference.errors import (
+from errors import (
     EmotionAppError,
     InputTooLarge,
     InvalidInput,
@@ -313,7 +313,7 @@ def _transcript_notes(session: Session, prediction_ids: list[int]) -> dict[int, 
 def results_csv(session: Session, job: Job) -> Iterator[str]:
     """One row per finished item, in upload order: its prediction or its error, and the words
     heard in it (``transcript``) or why they were left out (``transcript_note``)."""
-    from services.predictions import spreadsheet_safe
+    from services.predictions.export import spreadsheet_safe
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
@@ -507,7 +507,7 @@ def _run_item(
     except IntegrityError:  # another run of the same job stored this item first: drop our copy
         session.rollback()
         if prediction_id is not None:
-            from services.predictions import delete_prediction
+            from services.predictions.store import delete_prediction
 
             delete_prediction(session, user.id, prediction_id, uploads_dir=None)
 

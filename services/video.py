@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.errors import InputTooLarge, InvalidInput, UnusableInput
+from errors import InputTooLarge, InvalidInput, UnusableInput
 from inference.labels import EMOTIONS
 
 SPEECH_RATE = 16_000
@@ -443,7 +443,8 @@ def store_video(
     from sqlalchemy.orm.attributes import set_committed_value
 
     from database.models import VideoTimeline
-    from services.predictions import store_prediction, to_jsonable
+    from services.predictions.serialize import to_jsonable
+    from services.predictions.store import store_prediction
 
     summaries: dict[str, dict[str, Any]] = {}
     for modality in ("face", "speech"):
@@ -540,14 +541,15 @@ def export_timeline_csv(session: Any, user_id: int, filters: Mapping[str, Any] |
     from sqlalchemy import select
 
     from database.models import Prediction, VideoTimeline
-    from services.predictions import _conditions, spreadsheet_safe
+    from services.predictions.export import spreadsheet_safe
+    from services.predictions.filters import sql_conditions
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     buffer.write("\ufeff")
     writer.writerow(TIMELINE_CSV_HEADER)
     yield buffer.getvalue()
-    conditions = [*_conditions(user_id, filters or {}), Prediction.kind == "video"]
+    conditions = [*sql_conditions(user_id, filters or {}), Prediction.kind == "video"]
     last_id = 0
     while True:
         rows = session.execute(

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.errors import InvalidInput, ModelLoading, ModelUnavailable, UnusableInput
+from errors import InvalidInput, ModelLoading, ModelUnavailable, UnusableInput
 from inference.labels import EMOTIONS
 
 

@@ -27,8 +27,8 @@ import pytest
 from alembic.util import CommandError
 from sqlalchemy import text
 
+from errors import UnsupportedMediaType, UnusableInput
 from inference.base import Recognizer
-from inference.errors import UnsupportedMediaType, UnusableInput
 from inference.labels import EMOTIONS
 from inference.registry import RecognizerRegistry
 

@@ -152,7 +152,7 @@ def test_readyz_ignores_load_unless_the_deployment_allows_it(api: Api) -> None:
 
 
 def _registry_with_a_broken_text_model(tmp_path: Any) -> Any:
-    from inference.errors import ModelUnavailable
+    from errors import ModelUnavailable
     from inference.registry import RecognizerRegistry
     from tests.conftest import KeywordTextRecognizer, write_card
 

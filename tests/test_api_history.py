@@ -12,7 +12,7 @@ import pytest
 from database.models import Prediction
 from database.session import get_database
 from inference.labels import EMOTIONS
-from services.predictions import store_prediction
+from services.predictions.store import store_prediction
 from tests.conftest import Api, assert_error, probabilities
 
 

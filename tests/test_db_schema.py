@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, inspect, select
 from database.migrate import downgrade, upgrade
 from database.models import Base, ModalityResult, Prediction, User, utcnow
 from database.session import Database, make_engine
-from services.predictions import store_prediction
+from services.predictions.store import store_prediction
 from tests.conftest import drop_everything
 
 TABLES = {"users", "api_tokens", "predictions", "modality_results"}

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.errors import InputTooLarge, InvalidInput, UnsupportedMediaType, UnusableInput
+from errors import InputTooLarge, InvalidInput, UnsupportedMediaType, UnusableInput
 from preprocessing.image import (
     FACE_SIZE,
     FaceBox,

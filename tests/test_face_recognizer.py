@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inference.errors import (
+from errors import (
     EmotionAppError,
     InputTooLarge,
     InvalidInput,

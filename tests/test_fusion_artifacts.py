@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
+from errors import ModelUnavailable
 from inference.calibration import (
     fit_temperature,
     load_temperatures,
     negative_log_likelihood,
     temperature_scale,
 )
-from inference.errors import ModelUnavailable
 from inference.fusion import STACKER_FILE, FusionEngine, stacker_feature_matrix, stacker_features
 from inference.labels import EMOTIONS, MODALITIES
 

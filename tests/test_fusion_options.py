@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from inference.errors import EmotionAppError
+from errors import EmotionAppError
 from inference.fusion import FusionEngine, InvalidFusionOptions, resolve_weights, validate_strategy
 
 ROWS = {"face": [0.1, 0.0, 0.0, 0.8, 0.1, 0.0, 0.0], "text": [0.0, 0.0, 0.0, 0.2, 0.8, 0.0, 0.0]}

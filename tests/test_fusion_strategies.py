@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
+from errors import ModelUnavailable
 from inference.calibration import temperature_scale
-from inference.errors import ModelUnavailable
 from inference.fusion import (
     DEFAULT_STRATEGY,
     DEFAULT_WEIGHTS,

@@ -18,7 +18,8 @@ from sqlalchemy import func, select, text
 from database.migrate import downgrade, upgrade
 from database.models import Prediction, UserDailyTally
 from database.session import Database, get_database
-from services import analysis, predictions
+from services import analysis
+from services.predictions import filters, queries, store
 from tests.conftest import Api, assert_error
 from tests.test_api_history import ROWS, _result, _user_id, seed
 
@@ -89,7 +90,7 @@ def test_when_a_concurrent_request_stored_the_key_first_its_prediction_is_the_an
         from database.models import User
 
         user = session.get(User, user_id)
-        winner = predictions.store_prediction(session, user_id, "text", _result("happy", 0.8), idempotency_key="race")
+        winner = store.store_prediction(session, user_id, "text", _result("happy", 0.8), idempotency_key="race")
         answer = analysis.analyse(app, session, user, kind="text", text="so sad", idempotency_key="race")
         assert answer.id == winner.id and answer.emotion == "happy"
     assert _count(app) == 1
@@ -109,7 +110,7 @@ FILTERS = [
 
 def _from_rows(app: Any, user_id: int, args: dict[str, str]) -> dict[str, Any]:
     with get_database(app).session() as session:
-        return predictions._statistics_from_rows(session, user_id, predictions.parse_filters(args))
+        return queries._statistics_from_rows(session, user_id, filters.parse_filters(args))
 
 
 def _assert_tallies_match_rows(app: Any, api: Api, user_id: int) -> None:
@@ -169,9 +170,9 @@ def test_the_migration_fills_the_tallies_from_predictions_stored_before_it(datab
         upgrade(database_url)
         with database.session() as session:
             tallied = session.scalar(select(func.sum(UserDailyTally.predictions)))
-            stats = predictions.statistics(session, user_id)
+            stats = queries.statistics(session, user_id)
             assert tallied == 4
-            assert stats == predictions._statistics_from_rows(session, user_id, predictions.parse_filters({}))
+            assert stats == queries._statistics_from_rows(session, user_id, filters.parse_filters({}))
             session.execute(text("DELETE FROM users"))
             session.commit()
     finally:

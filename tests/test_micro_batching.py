@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from errors import UnusableInput
 from inference.batching import MicroBatcher
-from inference.errors import UnusableInput
 
 TEXT_MODEL = Path(__file__).resolve().parent.parent / "models" / "text"
 

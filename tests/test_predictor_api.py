@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from errors import InvalidInput, ModelUnavailable, UnusableInput
 from inference.base import Recognizer
-from inference.errors import InvalidInput, ModelUnavailable, UnusableInput
 from inference.fusion import FusionEngine, InvalidFusionOptions
 from inference.labels import EMOTIONS
 from inference.predictor import MultimodalEmotionPredictor

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from services.predictions import bound_details, downsample_series, export_header, spreadsheet_safe, to_jsonable
+from services.predictions.export import export_header, spreadsheet_safe
+from services.predictions.serialize import bound_details, downsample_series, to_jsonable
 
 
 def test_a_long_attention_curve_is_averaged_down_to_200_points() -> None:

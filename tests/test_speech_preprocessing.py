@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from inference.errors import InputTooLarge, InvalidInput, UnsupportedMediaType, UnusableInput
+from errors import InputTooLarge, InvalidInput, UnsupportedMediaType, UnusableInput
 from preprocessing.audio import (
     N_FEATURES,
     TARGET_RATE,

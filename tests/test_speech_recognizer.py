@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.errors import (
+from errors import (
     EmotionAppError,
     InputTooLarge,
     InvalidInput,

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from inference.errors import InputTooLarge, InvalidInput, UnusableInput
+from errors import InputTooLarge, InvalidInput, UnusableInput
 from inference.text import WINDOW_STRIDE, WINDOW_TOKENS, apply_class_log_bias, window_spans
 from preprocessing.text import clean_text, decode_text_bytes, spell_out_emoji
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inference.errors import InputTooLarge, ModelUnavailable, UnusableInput
+from errors import InputTooLarge, ModelUnavailable, UnusableInput
 from inference.labels import EMOTIONS
 from inference.registry import RecognizerRegistry
 from inference.text import TextRecognizer

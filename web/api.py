@@ -20,7 +20,7 @@ from flask_wtf.csrf import generate_csrf
 
 from database.models import IDEMPOTENCY_KEY_LENGTH, User
 from database.session import get_database, get_session
-from inference.errors import EmotionAppError, InvalidInput
+from errors import EmotionAppError, InvalidInput
 from inference.labels import EMOTIONS, MODALITIES
 from security import (
     bearer_token,
@@ -29,7 +29,10 @@ from security import (
     predict_rate_limit,
     register_rate_limit,
 )
-from services import accounts, analysis, jobs, predictions, video
+from services import accounts, analysis, jobs, video
+from services.predictions import export as csv_export
+from services.predictions import filters as history_filters
+from services.predictions import queries, serialize, store
 from web.uploads import check_text, form_or_json, json_body, parse_weights, read_upload, read_video_upload
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -284,7 +287,7 @@ def idempotency_key() -> str | None:
 
 
 def _stored(prediction: Any) -> tuple[Response, int]:
-    response, status = _created(predictions.prediction_to_dict(prediction))
+    response, status = _created(serialize.prediction_to_dict(prediction))
     if analysis.is_replay(prediction):
         response.headers["Idempotent-Replayed"] = "true"
     return response, status
@@ -406,7 +409,7 @@ def predict_video() -> tuple[Response, int]:
     prediction, result = video.analyse_upload(
         current_app, get_session(), me(), clip, strategy=strategy, weights=parse_weights(fields), transcribe=transcribe
     )
-    payload = predictions.prediction_to_dict(prediction)
+    payload = serialize.prediction_to_dict(prediction)
     payload["video"] = {**(video.video_to_dict(prediction) or {}), "thumbnails": result.get("thumbnails") or []}
     return _created(payload)
 
@@ -462,14 +465,14 @@ def cancel_job(job_id: int) -> Response:
 @bp.get("/predictions")
 @auth_required
 def list_predictions() -> Response:
-    return jsonify(predictions.list_predictions(get_session(), me().id, request.args))
+    return jsonify(queries.list_predictions(get_session(), me().id, request.args))
 
 
 @bp.get("/predictions/<int:prediction_id>")
 @auth_required
 def get_prediction(prediction_id: int) -> Response:
-    prediction = predictions.get_prediction(get_session(), me().id, prediction_id)
-    payload = predictions.prediction_to_dict(prediction)
+    prediction = store.get_prediction(get_session(), me().id, prediction_id)
+    payload = serialize.prediction_to_dict(prediction)
     if prediction.kind == "video":
         payload["video"] = video.video_to_dict(prediction)
     return jsonify(payload)
@@ -478,7 +481,7 @@ def get_prediction(prediction_id: int) -> Response:
 @bp.delete("/predictions/<int:prediction_id>")
 @auth_required
 def delete_prediction(prediction_id: int) -> tuple[str, int]:
-    predictions.delete_prediction(get_session(), me().id, prediction_id, uploads_dir=_kept_uploads_dir())
+    store.delete_prediction(get_session(), me().id, prediction_id, uploads_dir=_kept_uploads_dir())
     return "", 204
 
 
@@ -488,7 +491,7 @@ def export_csv() -> Response:
     """The history as CSV (the same filters as GET /predictions), streamed with its own session
     (the request one closes early). Filters are checked before the first byte, so a bad one is a 400."""
     user_id = me().id
-    filters = predictions.parse_filters(request.args)
+    filters = history_filters.parse_filters(request.args)
     database = get_database()
     timeline = request.args.get("timeline") in {"1", "true", "yes"}
 
@@ -497,7 +500,7 @@ def export_csv() -> Response:
             if timeline:  # one row per time step of the video predictions
                 yield from video.export_timeline_csv(session, user_id, filters)
             else:
-                yield from predictions.export_csv(session, user_id, filters)
+                yield from csv_export.export_csv(session, user_id, filters)
 
     response = Response(stream_with_context(generate()), mimetype="text/csv")
     name = "moodlens-timeline.csv" if timeline else "moodlens-predictions.csv"
@@ -509,7 +512,7 @@ def export_csv() -> Response:
 @bp.get("/statistics")
 @auth_required
 def statistics() -> Response:
-    return jsonify(predictions.statistics(get_session(), me().id, request.args))
+    return jsonify(queries.statistics(get_session(), me().id, request.args))
 
 
 # -- models and documentation --------------------------------------------------------------

@@ -19,7 +19,7 @@ from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import HTTPException
 
 from database.session import is_outage
-from inference.errors import EmotionAppError
+from errors import EmotionAppError
 
 log = logging.getLogger("moodlens.errors")
 

@@ -14,7 +14,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import current_user, login_required, login_user, logout_user
 from werkzeug.wrappers import Response
 
-from inference.errors import EmotionAppError
+from errors import EmotionAppError
 from inference.labels import EMOTIONS, MODALITIES
 from security import login_rate_limit, register_rate_limit
 from web.forms import LoginForm, RegisterForm

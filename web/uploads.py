@@ -15,7 +15,7 @@ from flask import current_app, request
 from werkzeug.datastructures import FileStorage
 from werkzeug.utils import secure_filename
 
-from inference.errors import InputTooLarge, InvalidInput, UnsupportedMediaType, UnusableInput
+from errors import InputTooLarge, InvalidInput, UnsupportedMediaType, UnusableInput
 from services.analysis import MediaInput
 
 #: What the face preprocessing decodes; GIF and TIFF are recognised only to name them in the 415.

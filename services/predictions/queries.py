@@ -1,0 +1,195 @@
+"""A user's history page (keyset cursor) and statistics, scoped by ``user_id``."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import case, func, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from database.models import (
+    KINDS,
+    STATUS_USED,
+    ModalityResult,
+    Prediction,
+    UserDailyTally,
+)
+from errors import InvalidInput
+from inference.labels import EMOTIONS, MODALITIES
+from services.predictions.filters import parse_filters, positive_int, sql_conditions, tally_conditions
+from services.predictions.serialize import prediction_to_dict
+
+MAX_PER_PAGE = 100
+
+
+DEFAULT_PER_PAGE = 20
+
+
+def count_predictions(session: Session, user_id: int, filters: Mapping[str, Any]) -> int:
+    """How many predictions the filters keep: summed from the daily tallies where they can
+    answer (O(days)), counted in the index otherwise."""
+    tally = tally_conditions(user_id, filters)
+    if tally is not None:
+        return int(session.scalar(select(func.sum(UserDailyTally.predictions)).where(*tally)) or 0)
+    return session.scalar(select(func.count()).select_from(Prediction).where(*sql_conditions(user_id, filters))) or 0
+
+
+def encode_cursor(prediction: Prediction) -> str:
+    """An opaque position after ``prediction`` in the newest-first history (for ``cursor=``)."""
+    raw = f"{prediction.created_at.isoformat()}|{prediction.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(value: str) -> tuple[dt.datetime, int]:
+    try:
+        padded = value + "=" * (-len(value) % 4)
+        moment, _, pid = base64.urlsafe_b64decode(padded.encode("ascii")).decode().partition("|")
+        return dt.datetime.fromisoformat(moment).replace(tzinfo=None), int(pid)
+    except (ValueError, UnicodeError):
+        message = "cursor is not one this server issued (use next_cursor)."
+        raise InvalidInput(message, code="invalid_pagination") from None
+
+
+def list_predictions(session: Session, user_id: int, args: Mapping[str, Any]) -> dict[str, Any]:
+    """One page of the user's history, newest first, with total and page count.
+
+    ``page`` pages by offset; ``cursor`` (the ``next_cursor`` of the previous page) continues
+    right after that page's last row, as cheap on page 5,000 as on page 1 (keyset pagination
+    on the (user_id, created_at, id) index).
+    """
+    page = positive_int(args.get("page"), "page", 1, 1_000_000)
+    per_page = positive_int(args.get("per_page"), "per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE)
+    filters = parse_filters(args)
+    conditions = sql_conditions(user_id, filters)
+    # Two steps: the page's ids from the covering (user_id, created_at, id) index alone (no row
+    # is read for the rows skipped by an offset or a cursor), then those rows by primary key.
+    query = select(Prediction.id).where(*conditions)
+    cursor = args.get("cursor")
+    if cursor:
+        moment, pid = _decode_cursor(str(cursor))
+        query = query.where(
+            Prediction.created_at <= moment,
+            or_(Prediction.created_at < moment, Prediction.id < pid),
+        )
+    else:
+        query = query.offset((page - 1) * per_page)
+    ids = session.scalars(query.order_by(Prediction.created_at.desc(), Prediction.id.desc()).limit(per_page)).all()
+    found = (
+        {
+            p.id: p
+            for p in session.scalars(
+                select(Prediction)
+                .where(Prediction.id.in_(ids))
+                .options(selectinload(Prediction.modality_results), selectinload(Prediction.transcript))
+            )
+        }
+        if ids
+        else {}
+    )
+    rows = [found[i] for i in ids if i in found]
+    total = count_predictions(session, user_id, filters)
+    return {
+        "items": [prediction_to_dict(p) for p in rows],
+        "page": None if cursor else page,
+        "per_page": per_page,
+        "total": total,
+        "pages": max(1, math.ceil(total / per_page)) if total else 0,
+        "next_cursor": encode_cursor(rows[-1]) if len(rows) == per_page else None,
+    }
+
+
+def statistics(session: Session, user_id: int, args: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Counts per emotion, modality, kind and day plus the average confidence (UTC days).
+
+    Read from the daily tallies (two grouped queries over O(days) rows) whenever they answer
+    the filters exactly; a modality filter or zoned date bounds scan the predictions instead.
+    """
+    filters = parse_filters(args or {})
+    tally = tally_conditions(user_id, filters)
+    if tally is None:
+        return _statistics_from_rows(session, user_id, filters)
+    t = UserDailyTally
+    # One row per day with the seven emotion counts as columns: the driver parses 1 row, not 7.
+    per_emotion = [func.sum(case((t.emotion == emotion, t.predictions), else_=0)) for emotion in EMOTIONS]
+    day_rows = session.execute(
+        select(t.day, func.sum(t.confidence_sum), *per_emotion).where(*tally).group_by(t.day)
+    ).all()
+    by_day = [
+        (day, emotion, count, summed if index == 0 else 0.0)
+        for day, summed, *counts in day_rows
+        for index, (emotion, count) in enumerate(zip(EMOTIONS, counts, strict=True))
+    ]
+    by_kind = session.execute(
+        select(
+            t.kind,
+            func.sum(t.predictions),
+            *(func.sum(getattr(t, f"{m}_used")) for m in MODALITIES),
+        )
+        .where(*tally)
+        .group_by(t.kind)
+    ).all()
+    modalities = dict.fromkeys(MODALITIES, 0)
+    kinds = dict.fromkeys(KINDS, 0)
+    for kind, count, *used in by_kind:
+        kinds[kind] = int(count or 0)
+        for modality, n in zip(MODALITIES, used, strict=True):
+            modalities[modality] += int(n or 0)
+    return _statistics_answer(by_day, kinds, modalities)
+
+
+def _statistics_answer(day_rows: Any, by_kind: dict[str, int], by_modality: dict[str, int]) -> dict[str, Any]:
+    """The statistics document from (day, emotion, count, confidence sum) rows."""
+    total = 0
+    confidence_sum = 0.0
+    by_emotion = dict.fromkeys(EMOTIONS, 0)
+    days: dict[str, dict[str, Any]] = {}
+    for date_value, emotion, raw_count, summed in day_rows:
+        count = int(raw_count or 0)
+        confidence_sum += float(summed or 0.0)
+        if not count:
+            continue
+        total += count
+        key = date_value.isoformat() if hasattr(date_value, "isoformat") else str(date_value)[:10]
+        entry = days.setdefault(key, {"date": key, "count": 0, "by_emotion": dict.fromkeys(EMOTIONS, 0)})
+        entry["count"] += count
+        if emotion in by_emotion:
+            entry["by_emotion"][emotion] += count
+            by_emotion[emotion] += count
+    return {
+        "total": total,
+        "average_confidence": round(confidence_sum / total, 6) if total else None,
+        "by_emotion": by_emotion,
+        "by_modality": by_modality,
+        "by_kind": by_kind,
+        "by_day": [days[key] for key in sorted(days)],
+    }
+
+
+def _statistics_from_rows(session: Session, user_id: int, filters: Mapping[str, Any]) -> dict[str, Any]:
+    """Statistics grouped straight from the predictions (filters the tallies cannot answer)."""
+    conditions = sql_conditions(user_id, filters)
+    day = func.date(Prediction.created_at)
+    day_rows = session.execute(
+        select(day, Prediction.emotion, func.count(), func.sum(Prediction.confidence))
+        .where(*conditions)
+        .group_by(day, Prediction.emotion)
+    ).all()
+    by_kind = dict.fromkeys(KINDS, 0)
+    for kind, count in session.execute(
+        select(Prediction.kind, func.count()).where(*conditions).group_by(Prediction.kind)
+    ):
+        by_kind[kind] = int(count)
+    by_modality = dict.fromkeys(MODALITIES, 0)
+    for modality, count in session.execute(
+        select(ModalityResult.modality, func.count())
+        .join(Prediction, Prediction.id == ModalityResult.prediction_id)
+        .where(*conditions, ModalityResult.status == STATUS_USED)
+        .group_by(ModalityResult.modality)
+    ):
+        if modality in by_modality:
+            by_modality[modality] = int(count)
+    return _statistics_answer(day_rows, by_kind, by_modality)
