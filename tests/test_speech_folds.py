@@ -5,8 +5,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inference.calibration import fit_temperature
 from model_training import train_speech
 from model_training.datasets import Clip
+from model_training.speech_ensemble import ensemble_summary
 from model_training.speech_folds import TEST_ACTORS, actor_folds, fold_arguments, pooled
 
 pytestmark = pytest.mark.no_database
@@ -67,3 +69,32 @@ def test_pooled_out_of_fold_figures_cross_fit_the_temperature(tmp_path):
 
 def test_no_finished_fold_gives_no_figures(tmp_path):
     assert pooled(tmp_path) is None
+
+
+def _one_hot_ish(labels: np.ndarray, right: float, rng: np.random.Generator) -> np.ndarray:
+    """Probabilities that put ``right`` on the true class for most clips and spread the rest."""
+    probs = rng.dirichlet(np.ones(7), size=len(labels)) * (1 - right)
+    probs[np.arange(len(labels)), labels] += right
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+def test_the_ensemble_is_the_mean_of_its_members():
+    rng = np.random.default_rng(0)
+    labels = np.arange(70) % 7
+    members = [_one_hot_ish(labels, 0.4, rng) for _ in range(5)]
+    summary = ensemble_summary(members, labels, members[0], labels)
+    mean = np.mean(members, axis=0)
+    assert summary["members"] == 5
+    assert summary["accuracy"] == float((mean.argmax(axis=1) == labels).mean())
+    assert len(summary["member_accuracy"]) == 5
+
+
+def test_the_ensemble_temperature_comes_from_out_of_fold_predictions_not_the_test_actors():
+    rng = np.random.default_rng(1)
+    labels = np.arange(140) % 7
+    members = [_one_hot_ish(labels, 0.3, rng) for _ in range(3)]
+    overconfident_oof = np.eye(7)[labels] * 0.98 + 0.02 / 7
+    overconfident_oof[::2] = np.roll(overconfident_oof[::2], 1, axis=1)  # half of them confidently wrong
+    summary = ensemble_summary(members, labels, overconfident_oof, labels)
+    assert summary["temperature_from_out_of_fold"] == pytest.approx(fit_temperature(overconfident_oof, labels))
+    assert summary["temperature_from_out_of_fold"] > 1
