@@ -8,6 +8,7 @@ import pytest
 from inference.calibration import fit_temperature
 from model_training import train_speech
 from model_training.datasets import Clip
+from model_training.speech_encoder_probe import out_of_fold, pooled_states
 from model_training.speech_ensemble import ensemble_summary
 from model_training.speech_folds import TEST_ACTORS, actor_folds, fold_arguments, pooled
 
@@ -98,3 +99,20 @@ def test_the_ensemble_temperature_comes_from_out_of_fold_predictions_not_the_tes
     summary = ensemble_summary(members, labels, overconfident_oof, labels)
     assert summary["temperature_from_out_of_fold"] == pytest.approx(fit_temperature(overconfident_oof, labels))
     assert summary["temperature_from_out_of_fold"] > 1
+
+
+def test_the_encoder_probe_is_scored_on_actors_it_never_saw():
+    """Features that only identify the actor carry no emotion: out-of-fold they must score at chance."""
+    rng = np.random.default_rng(2)
+    speakers = np.repeat([str(a) for a in range(1, 21)], 21)
+    labels = rng.integers(0, 7, size=len(speakers))  # drawn independently of the actor
+    actor_identity = np.eye(20)[speakers.astype(int) - 1] + rng.normal(0, 0.01, (len(speakers), 20))
+    probs = out_of_fold(actor_identity, labels, speakers, actor_folds(RAVDESS_ACTORS, 5), c=1.0)
+    assert probs.shape == (420, 7)
+    assert np.allclose(probs.sum(axis=1), 1)
+    assert (probs.argmax(axis=1) == labels).mean() < 0.3
+
+
+def test_the_probe_pools_mean_and_spread_over_time():
+    states = np.array([[0.0, 2.0], [2.0, 2.0]])
+    assert pooled_states(states).tolist() == [1.0, 2.0, 1.0, 0.0]
