@@ -20,6 +20,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -52,9 +53,9 @@ def pooled_states(states: np.ndarray) -> np.ndarray:
     return np.concatenate([states.mean(axis=0), states.std(axis=0)]).astype(np.float32)
 
 
-def embed_clips(clips: list[Clip], cache_dir: Path, threads: int) -> tuple[np.ndarray, float]:
-    """Pooled encoder states of every clip (cached), and the median encoder time per clip in ms."""
-    cache = cache_dir / "embeddings.npz"
+def embed_clips(clips: list[Clip], cache_dir: Path, threads: int, name: str = "embeddings") -> tuple[np.ndarray, float]:
+    """Pooled encoder states of every clip (cached as ``name``.npz), and the median encoder time per clip in ms."""
+    cache = cache_dir / f"{name}.npz"
     names = np.array([c.path.name for c in clips])
     if cache.exists():
         saved = np.load(cache)
@@ -87,6 +88,15 @@ def embed_clips(clips: list[Clip], cache_dir: Path, threads: int) -> tuple[np.nd
     median_ms = float(np.median(times))
     np.savez(cache, names=names, embeddings=embeddings, median_ms=median_ms)
     return embeddings, median_ms
+
+
+def fit_probe(x: np.ndarray, y: np.ndarray, c: float) -> Any:
+    """The probe: standardised pooled states into a class-balanced logistic regression."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000, class_weight="balanced")).fit(x, y)
 
 
 def out_of_fold(x: np.ndarray, y: np.ndarray, speakers: np.ndarray, folds: list[list[str]], c: float) -> np.ndarray:
@@ -139,6 +149,13 @@ def main(argv: list[str] | None = None) -> int:
         "encoder_median_ms_per_clip": round(median_ms, 1),
     }
     args.work_dir.mkdir(parents=True, exist_ok=True)
+    np.savez(
+        args.work_dir / "encoder_probe_oof.npz",
+        probabilities=probs,
+        labels=y,
+        paths=np.array([c.path.name for c in clips]),
+        regulariser=best_c,
+    )
     (args.work_dir / "encoder_probe.json").write_text(json.dumps(summary, indent=2))
     print(f"whisper-base encoder probe, out-of-fold: {json.dumps(summary)}", flush=True)
     return 0

@@ -9,6 +9,11 @@ fed its own standardised copy of a clip (the statistics are written beside the m
 temperature is fitted on the pooled out-of-fold predictions of actors 1-20, never on the
 test actors, whose figures are printed beside each single member's and saved as
 ``ensemble.json`` in the work folder.
+
+When ``model_training.speech_encoder_probe`` has run in the same work folder, the Whisper-base
+encoder probe (refitted on all of actors 1-20 with the regulariser chosen out-of-fold) is
+measured too, alone and averaged with the networks' mean (one vote each); that pair's
+temperature comes from the averaged out-of-fold predictions of both.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from model_training.common import (
     expected_calibration_error,
     limit_tensorflow_threads,
 )
+from model_training.datasets import list_clips
 from model_training.speech_folds import TEST_ACTORS, parse_args
 
 
@@ -61,8 +67,9 @@ def ensemble_summary(
 
 def member_test_probabilities(
     fold_dir: Path, val_actors: list[str], passthrough: list[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """One fold model's probabilities on the test actors, standardised with that fold's training statistics."""
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """One fold model's probabilities on the test actors (standardised with that fold's training statistics),
+    their labels and the clips' file names."""
     import keras
 
     from inference.speech_layers import CUSTOM_OBJECTS
@@ -84,7 +91,7 @@ def member_test_probabilities(
         raise SystemExit(2)
     data.stats.to_json(fold_dir / train_speech.STATS_FILE)
     model = keras.models.load_model(fold_dir / train_speech.KERAS_FILE, custom_objects=CUSTOM_OBJECTS, compile=False)
-    return train_speech.predict_in_batches(model, data.test_x), data.y_test
+    return train_speech.predict_in_batches(model, data.test_x), data.y_test, [c.path.name for c in data.test_clips]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,20 +110,44 @@ def main(argv: list[str] | None = None) -> int:
     import tensorflow as tf
 
     limit_tensorflow_threads(tf, 2)
-    members, labels = [], None
+    members, labels, names = [], None, []
     for number, actors in enumerate(folds, start=1):
-        probabilities, labels = member_test_probabilities(args.work_dir / f"fold-{number}", actors, passthrough)
+        probabilities, labels, names = member_test_probabilities(args.work_dir / f"fold-{number}", actors, passthrough)
         members.append(probabilities)
     parts = [np.load(p) for p in oof_files]
-    summary = ensemble_summary(
-        members,
-        labels,
-        np.concatenate([p["probabilities"] for p in parts]),
-        np.concatenate([p["labels"] for p in parts]),
-    )
-    (args.work_dir / "ensemble.json").write_text(json.dumps(summary, indent=2))
-    print(f"ensemble on actors {','.join(TEST_ACTORS)}: {json.dumps(summary)}", flush=True)
+    oof_probs = np.concatenate([p["probabilities"] for p in parts])
+    oof_labels = np.concatenate([p["labels"] for p in parts])
+    summaries = {"fold_networks": ensemble_summary(members, labels, oof_probs, oof_labels)}
+    probe_file = args.work_dir / "encoder_probe_oof.npz"
+    if probe_file.exists():
+        probe_oof = np.load(probe_file)
+        order = {name: i for i, name in enumerate(probe_oof["paths"])}
+        aligned = probe_oof["probabilities"][[order[name] for p in parts for name in p["paths"]]]
+        probe_test = encoder_probe_test_probabilities(passthrough, float(probe_oof["regulariser"]), names)
+        summaries["encoder_probe"] = ensemble_summary([probe_test], labels, aligned, oof_labels)
+        summaries["networks_and_probe"] = ensemble_summary(
+            [np.mean(members, axis=0), probe_test], labels, (oof_probs + aligned) / 2, oof_labels
+        )
+    (args.work_dir / "ensemble.json").write_text(json.dumps(summaries, indent=2))
+    for name, summary in summaries.items():
+        print(f"{name} on actors {','.join(TEST_ACTORS)}: {json.dumps(summary)}", flush=True)
     return 0
+
+
+def encoder_probe_test_probabilities(passthrough: list[str], regulariser: float, names: list[str]) -> np.ndarray:
+    """The encoder probe fitted on actors 1-20, predicting the test clips ``names`` in that order."""
+    from model_training import speech_encoder_probe, train_speech
+
+    speech_args = train_speech.parse_args(passthrough)
+    clips = list_clips(speech_args.data_root, speech_args.glob, speech_args.labels_from, speech_args.speaker_regex)
+    train_clips = [c for c in clips if c.speaker not in TEST_ACTORS]
+    by_name = {c.path.name: c for c in clips if c.speaker in TEST_ACTORS}
+    test_clips = [by_name[name] for name in names]
+    cache = speech_encoder_probe.parse_args([]).cache_dir
+    x_train, _ = speech_encoder_probe.embed_clips(train_clips, cache, 1)
+    x_test, _ = speech_encoder_probe.embed_clips(test_clips, cache, 1, name="embeddings-test")
+    probe = speech_encoder_probe.fit_probe(x_train, np.array([c.label for c in train_clips]), regulariser)
+    return probe.predict_proba(x_test)
 
 
 if __name__ == "__main__":
