@@ -123,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         probe_oof = np.load(probe_file)
         order = {name: i for i, name in enumerate(probe_oof["paths"])}
         aligned = probe_oof["probabilities"][[order[name] for p in parts for name in p["paths"]]]
-        probe_test = encoder_probe_test_probabilities(passthrough, float(probe_oof["regulariser"]), names)
+        probe_test = encoder_probe_test_probabilities(
+            passthrough, str(probe_oof["pooling"]), float(probe_oof["regulariser"]), names
+        )
         summaries["encoder_probe"] = ensemble_summary([probe_test], labels, aligned, oof_labels)
         summaries["networks_and_probe"] = ensemble_summary(
             [np.mean(members, axis=0), probe_test], labels, (oof_probs + aligned) / 2, oof_labels
@@ -134,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def encoder_probe_test_probabilities(passthrough: list[str], regulariser: float, names: list[str]) -> np.ndarray:
+def encoder_probe_test_probabilities(
+    passthrough: list[str], pooling: str, regulariser: float, names: list[str]
+) -> np.ndarray:
     """The encoder probe fitted on actors 1-20, predicting the test clips ``names`` in that order."""
     from model_training import speech_encoder_probe, train_speech
 
@@ -146,6 +150,7 @@ def encoder_probe_test_probabilities(passthrough: list[str], regulariser: float,
     cache = speech_encoder_probe.parse_args([]).cache_dir
     x_train, _ = speech_encoder_probe.embed_clips(train_clips, cache, 1)
     x_test, _ = speech_encoder_probe.embed_clips(test_clips, cache, 1, name="embeddings-test")
+    x_train, x_test = (speech_encoder_probe.pool_columns(x, pooling) for x in (x_train, x_test))
     probe = speech_encoder_probe.fit_probe(x_train, np.array([c.label for c in train_clips]), regulariser)
     return probe.predict_proba(x_test)
 
