@@ -99,9 +99,7 @@ def _as_weight(modality: str, value: Any) -> float:
     except OverflowError:  # an integer beyond any float
         weight = math.inf
     if not math.isfinite(weight) or weight < 0 or weight > MAX_WEIGHT:
-        raise InvalidFusionOptions(
-            f"The weight for {modality} must be a number from 0 to {MAX_WEIGHT:g}, not {shown}."
-        )
+        raise InvalidFusionOptions(f"The weight for {modality} must be a number from 0 to {MAX_WEIGHT:g}, not {shown}.")
     return weight
 
 
