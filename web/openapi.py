@@ -15,6 +15,7 @@ their scripts from a CDN, so none is registered: ``/docs`` renders this document
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from flask import Flask, Request, current_app, has_app_context, request
@@ -88,6 +89,7 @@ class ApiSpec(SpecTree):
             page_templates={},
         )
         self._model_classes: dict[str, tuple[Any, Any]] = {}
+        self._generating = threading.Lock()  # the schemas are rebuilt in place
 
     def _add_model(self, model: Any, mode: Any = "validation") -> str:
         key = super()._add_model(model, mode)
@@ -96,7 +98,7 @@ class ApiSpec(SpecTree):
 
     def generate(self, app: Flask) -> dict[str, Any]:
         """The generated paths and components for ``app`` (schemas built afresh in its context)."""
-        with app.app_context():
+        with self._generating, app.app_context():
             for model, mode in self._model_classes.values():
                 super()._add_model(model, mode)
             return self._generate_spec()
@@ -295,6 +297,7 @@ def _operations() -> dict[str, dict[str, Any]]:
                 "Create a personal API token; the value is in `token`, shown only now.",
                 {"201": _json({"$ref": "#/components/schemas/Token"}), **COMMON_ERRORS},
                 tags=["tokens"],
+                body_required=False,
             ),
         },
         "/api/tokens/{token_id}": {
