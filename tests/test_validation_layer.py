@@ -195,3 +195,14 @@ def test_fusion_options_are_parsed_by_the_form_and_judged_once_by_fusion() -> No
 def test_anonymous_requests_get_401_before_any_validation(api: Api, method: str, url: str, body: Any) -> None:
     """Log in first is the useful answer, whatever else is wrong with the request."""
     assert_error(api.request(method, url, json=body), 401, "unauthorized")
+
+
+def test_the_idempotency_key_header_is_a_model_too() -> None:
+    assert schemas.PredictHeaders.model_validate({"Idempotency-Key": " 1b9d-4e2f "}).idempotency_key == "1b9d-4e2f"
+    assert schemas.PredictHeaders.model_validate({}).idempotency_key is None
+    for bad in ("", "ünïcode", "x" * 65, "two words"):
+        with pytest.raises(ValueError) as caught:
+            schemas.PredictHeaders.model_validate({"Idempotency-Key": bad})
+        assert input_error(caught.value).code == "invalid_idempotency_key"  # type: ignore[arg-type]
+    parameters = build_spec()["paths"]["/api/predict/text"]["post"]["parameters"]
+    assert [p["name"] for p in parameters if p["in"] == "header"] == ["Idempotency-Key"]

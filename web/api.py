@@ -8,7 +8,6 @@ their own. Every failure answers ``{"error": {"code", "message"}}``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -18,7 +17,7 @@ from flask_login import current_user, login_user, logout_user
 from flask_wtf.csrf import generate_csrf
 from pydantic import BaseModel
 
-from database.models import IDEMPOTENCY_KEY_LENGTH, User
+from database.models import User
 from database.session import get_database, get_session
 from errors import EmotionAppError, InvalidInput
 from inference.labels import EMOTIONS, MODALITIES
@@ -41,6 +40,7 @@ from web.schemas import (
     LoginBody,
     MultimodalForm,
     PasswordBody,
+    PredictHeaders,
     ProfileBody,
     RegisterBody,
     SpeechForm,
@@ -273,23 +273,6 @@ def _transcribe_flag(fields: Any) -> bool:
     return bool(value)
 
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-_IDEMPOTENCY_KEY = re.compile(rf"[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_LENGTH}}}")
-
-
-def idempotency_key() -> str | None:
-    """The request's ``Idempotency-Key`` (1-64 visible ASCII characters), None when absent."""
-    value = request.headers.get(IDEMPOTENCY_HEADER)
-    if value is None:
-        return None
-    if not _IDEMPOTENCY_KEY.fullmatch(value.strip()):
-        raise InvalidInput(
-            f"{IDEMPOTENCY_HEADER} must be 1 to {IDEMPOTENCY_KEY_LENGTH} visible ASCII characters, e.g. a UUID.",
-            code="invalid_idempotency_key",
-        )
-    return value.strip()
-
-
 def _stored(prediction: Any) -> tuple[Response, int]:
     response, status = _created(serialize.prediction_to_dict(prediction))
     if analysis.is_replay(prediction):
@@ -298,7 +281,7 @@ def _stored(prediction: Any) -> tuple[Response, int]:
 
 
 def idempotent(view: F) -> F:
-    """Read the request's ``Idempotency-Key`` into ``g.idempotency_key`` (400 when malformed).
+    """The request's ``Idempotency-Key`` (validated by :class:`web.schemas.PredictHeaders`) in ``g.idempotency_key``.
 
     No look-up before the model runs: retries are rare, so the unique index on (user, key)
     decides when the prediction is stored, and a retry answers what the first try stored
@@ -307,7 +290,7 @@ def idempotent(view: F) -> F:
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        g.idempotency_key = idempotency_key()
+        g.idempotency_key = getattr(validated("headers"), "idempotency_key", None)
         return view(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
@@ -315,7 +298,7 @@ def idempotent(view: F) -> F:
 
 @bp.post("/predict/text")
 @auth_required
-@api_spec.validate(json=TextBody)
+@api_spec.validate(json=TextBody, headers=PredictHeaders)
 @predict_rate_limit
 @idempotent
 def predict_text() -> tuple[Response, int]:
@@ -329,7 +312,7 @@ def predict_text() -> tuple[Response, int]:
 
 @bp.post("/predict/image")
 @auth_required
-@api_spec.validate(form=ImageForm)
+@api_spec.validate(form=ImageForm, headers=PredictHeaders)
 @predict_rate_limit
 @idempotent
 def predict_image() -> tuple[Response, int]:
@@ -343,7 +326,7 @@ def predict_image() -> tuple[Response, int]:
 
 @bp.post("/predict/speech")
 @auth_required
-@api_spec.validate(form=SpeechForm, query=TranscribeQuery)
+@api_spec.validate(form=SpeechForm, query=TranscribeQuery, headers=PredictHeaders)
 @predict_rate_limit
 @idempotent
 def predict_speech() -> tuple[Response, int]:
@@ -364,7 +347,7 @@ def predict_speech() -> tuple[Response, int]:
 
 @bp.post("/predict/multimodal")
 @auth_required
-@api_spec.validate(form=MultimodalForm, query=TranscribeQuery)
+@api_spec.validate(form=MultimodalForm, query=TranscribeQuery, headers=PredictHeaders)
 @predict_rate_limit
 @idempotent
 def predict_multimodal() -> tuple[Response, int]:

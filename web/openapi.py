@@ -59,7 +59,7 @@ class _Plugin(FlaskPlugin):
             validate(query, req.args.to_dict()) if query is not None else None,
             parsed if json is not None else None,
             parsed if form is not None else None,
-            None,
+            validate(headers, dict(req.headers)) if headers is not None else None,
             None,
         )
 
@@ -108,7 +108,7 @@ api_spec = ApiSpec()
 
 
 def validated(part: str) -> Any:
-    """The request's validated ``query``, ``json`` or ``form`` model (None when it sent none)."""
+    """The request's validated ``query``, ``json``, ``form`` or ``headers`` model (None when it sent none)."""
     return getattr(getattr(request, "context", None), part, None)
 
 
@@ -145,15 +145,6 @@ PREDICT_ERRORS = {
 }
 JSON_415 = _error("`expected_json`: send the body as application/json.")
 
-IDEMPOTENCY_KEY = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 64},
-    "description": "Retry safely: a request with a key this user already sent answers the prediction stored then "
-    "(header `Idempotent-Replayed: true`) instead of storing another.",
-}
-
 
 def _op(
     summary: str,
@@ -168,8 +159,7 @@ def _op(
     op: dict[str, Any] = {"summary": summary, "responses": responses, "tags": tags or []}
     if not auth:
         op["security"] = []
-    if "predict" in (tags or []):  # every prediction POST may be retried safely with its key
-        params = [*(params or []), IDEMPOTENCY_KEY]
+    if "predict" in (tags or []):  # the Idempotency-Key header comes from web.schemas.PredictHeaders
         op["responses"] = {**responses, "409": _error("`idempotency_key_reused`: the key named another kind.")}
     if params:
         op["parameters"] = params

@@ -12,11 +12,13 @@ fields arrive as strings and are parsed.
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, ClassVar
 
 from flask import current_app, has_app_context
 from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictBool, WithJsonSchema
 
+from database.models import IDEMPOTENCY_KEY_LENGTH
 from inference.fusion import STRATEGIES
 from inference.labels import MODALITIES
 from validation import documented_required, omitted, refuse
@@ -79,6 +81,40 @@ class TokenBody(JsonBody):
 class TextBody(JsonBody):
     required_fields = ("text",)
     text: str = omitted(json_schema_extra=_configured_text_limit)
+
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_IDEMPOTENCY_KEY = re.compile(rf"[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_LENGTH}}}")
+
+
+def _idempotency_key(value: Any) -> str | None:
+    """1-64 visible ASCII characters (surrounding blanks dropped), None when absent."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _IDEMPOTENCY_KEY.fullmatch(value.strip()):
+        raise refuse(
+            "invalid_idempotency_key",
+            f"{IDEMPOTENCY_HEADER} must be 1 to {IDEMPOTENCY_KEY_LENGTH} visible ASCII characters, e.g. a UUID.",
+        )
+    return value.strip()
+
+
+class PredictHeaders(BaseModel):
+    """The headers of a prediction POST that may be retried safely."""
+
+    idempotency_key: Annotated[
+        Any,
+        BeforeValidator(_idempotency_key),
+        WithJsonSchema(
+            {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": IDEMPOTENCY_KEY_LENGTH,
+                "description": "Retry safely: a request with a key this user already sent answers the prediction "
+                "stored then (header `Idempotent-Replayed: true`) instead of storing another.",
+            }
+        ),
+    ] = omitted(alias=IDEMPOTENCY_HEADER)
 
 
 # -- multipart forms (a JSON object with the same fields is accepted too) --------------------
