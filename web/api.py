@@ -302,8 +302,9 @@ def idempotent(view: F) -> F:
 @predict_rate_limit
 @idempotent
 def predict_text() -> tuple[Response, int]:
-    fields = form_or_json()
-    text = check_text(fields.get("text"))
+    """The text of a JSON body (validated by TextBody) or of a form; its limits in check_text."""
+    body = validated("json")
+    text = check_text(body.text if body is not None else form_or_json().get("text"))
     prediction = analysis.analyse(
         current_app, get_session(), me(), kind="text", text=text, idempotency_key=g.idempotency_key
     )

@@ -488,9 +488,8 @@ def _operations() -> dict[str, dict[str, Any]]:
 
 def _merge(generated: dict[str, Any], written: dict[str, Any]) -> dict[str, Any]:
     """A generated operation (parameters, request body) with what it answers, as written here."""
+    # The views' docstrings are written for maintainers: the summaries here are for clients.
     operation = {key: generated[key] for key in ("operationId", "parameters", "requestBody") if generated.get(key)}
-    if generated.get("description"):
-        operation["description"] = generated["description"]
     extra_params = written.get("parameters", [])
     operation.update({k: v for k, v in written.items() if k not in ("parameters", "body_required")})
     parameters = [*operation.get("parameters", []), *extra_params]
