@@ -134,8 +134,27 @@ def parse_flag(value: Any) -> bool | None:
     raise refuse("invalid_transcribe", "transcribe must be true or false.")
 
 
-def _transcribe_schema(description: str) -> Any:
-    return WithJsonSchema({"type": "string", "enum": ["true", "false"], "description": description})
+def _transcribe(description: str) -> Any:
+    """A ``transcribe`` flag: parsed by :func:`parse_flag`, described as "true"/"false"."""
+    return Annotated[
+        Any,
+        BeforeValidator(parse_flag),
+        WithJsonSchema({"type": "string", "enum": ["true", "false"], "description": description}),
+    ]
+
+
+Transcribe = _transcribe(
+    "Transcribe the recording: its words become the text modality (English; a typed text wins). "
+    "503 transcriber_unavailable when the server has no transcriber."
+)
+VideoTranscribe = _transcribe(
+    "Transcribe the clip's audio (default false): the words join the timeline steps and the clip's "
+    "result. Without a transcriber the clip is still answered and text is dropped with its reason."
+)
+JobTranscribe = _transcribe(
+    "Transcribe the recordings and clips (default false); results.csv gets transcript and transcript_note."
+)
+QueryTranscribe = _transcribe("Like the form field (the form or JSON field wins).")
 
 
 def _strategy(value: Any) -> str | None:
@@ -203,11 +222,7 @@ class FormFields(BaseModel):
 class TranscribeQuery(BaseModel):
     """``?transcribe=`` in the query string: used when the form or JSON fields do not say."""
 
-    transcribe: Annotated[
-        Any,
-        BeforeValidator(parse_flag),
-        _transcribe_schema("Like the form field (the form or JSON field wins)."),
-    ] = omitted()
+    transcribe: QueryTranscribe = omitted()
 
 
 class FusionFields(FormFields):
@@ -232,14 +247,7 @@ class ImageForm(FormFields):
 class SpeechForm(FormFields):
     required_fields = ("audio",)
     audio: File = omitted()
-    transcribe: Annotated[
-        Any,
-        BeforeValidator(parse_flag),
-        _transcribe_schema(
-            "Transcribe the recording: its words become the text modality (English; a typed text wins). "
-            "503 transcriber_unavailable when the server has no transcriber."
-        ),
-    ] = omitted()
+    transcribe: Transcribe = omitted()
 
 
 class MultimodalForm(FusionFields):
@@ -249,14 +257,7 @@ class MultimodalForm(FusionFields):
     weight_face: Weight = omitted()
     weight_speech: Weight = omitted()
     weight_text: Weight = omitted()
-    transcribe: Annotated[
-        Any,
-        BeforeValidator(parse_flag),
-        _transcribe_schema(
-            "Transcribe the recording: its words become the text modality (English; a typed text wins). "
-            "503 transcriber_unavailable when the server has no transcriber."
-        ),
-    ] = omitted()
+    transcribe: Transcribe = omitted()
 
 
 class VideoForm(FusionFields):
@@ -267,23 +268,10 @@ class VideoForm(FusionFields):
         BeforeValidator(_weights),
         WithJsonSchema({"type": "string", "description": 'JSON object, e.g. {"face": 0.6, "speech": 0.4}'}),
     ] = omitted()
-    transcribe: Annotated[
-        Any,
-        BeforeValidator(parse_flag),
-        _transcribe_schema(
-            "Transcribe the clip's audio (default false): the words join the timeline steps and the clip's "
-            "result. Without a transcriber the clip is still answered and text is dropped with its reason."
-        ),
-    ] = omitted()
+    transcribe: VideoTranscribe = omitted()
 
 
 class JobForm(FormFields):
     required_fields = ("file",)
     file: File = omitted()
-    transcribe: Annotated[
-        Any,
-        BeforeValidator(parse_flag),
-        _transcribe_schema(
-            "Transcribe the recordings and clips (default false); results.csv gets transcript and transcript_note."
-        ),
-    ] = omitted()
+    transcribe: JobTranscribe = omitted()

@@ -135,6 +135,13 @@ def _day(name: str, description: str) -> Any:
     ]
 
 
+EmotionFilter = _choice("emotion", EMOTIONS, "Only this final emotion.")
+ModalityFilter = _choice("modality", MODALITIES, "Only predictions that used this modality.")
+KindFilter = _choice("kind", KINDS, "Only this kind.")
+DateFrom = _day("date_from", "From this day (inclusive; UTC unless tz/tz_offset).")
+DateTo = _day("date_to", "Up to this day (inclusive; UTC unless tz/tz_offset).")
+
+
 class HistoryFilters(BaseModel):
     """The history filters of GET /predictions, /statistics and /predictions/export.csv.
 
@@ -144,15 +151,11 @@ class HistoryFilters(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    emotion: _choice("emotion", EMOTIONS, "Only this final emotion.") = omitted()  # type: ignore[valid-type]
-    modality: _choice(  # type: ignore[valid-type]
-        "modality", MODALITIES, "Only predictions that used this modality."
-    ) = omitted()
-    kind: _choice("kind", KINDS, "Only this kind.") = omitted()  # type: ignore[valid-type]
-    date_from: _day(  # type: ignore[valid-type]
-        "date_from", "From this day (inclusive; UTC unless tz/tz_offset)."
-    ) = omitted()
-    date_to: _day("date_to", "Up to this day (inclusive; UTC unless tz/tz_offset).") = omitted()  # type: ignore[valid-type]
+    emotion: EmotionFilter = omitted()
+    modality: ModalityFilter = omitted()
+    kind: KindFilter = omitted()
+    date_from: DateFrom = omitted()
+    date_to: DateTo = omitted()
     tz: Annotated[
         Any,
         BeforeValidator(_parse_time_zone),
@@ -195,13 +198,15 @@ def _page_number(name: str, maximum: int) -> Any:
     ]
 
 
+PageNumber = _page_number("page", MAX_PAGE)
+PerPage = _page_number("per_page", MAX_PER_PAGE)
+
+
 class HistoryPage(HistoryFilters):
     """GET /predictions: the filters plus the page (by number, or after a cursor)."""
 
-    page: _page_number("page", MAX_PAGE) = omitted(description="Page number (from 1).")  # type: ignore[valid-type]
-    per_page: _page_number(  # type: ignore[valid-type]
-        "per_page", MAX_PER_PAGE
-    ) = omitted(description="Items per page.")
+    page: PageNumber = omitted(description="Page number (from 1).")
+    per_page: PerPage = omitted(description="Items per page.")
     cursor: str = omitted(description="The previous page's next_cursor: the rows right after it.")
 
 
