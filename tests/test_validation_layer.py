@@ -14,10 +14,12 @@ from pydantic import BaseModel
 
 from errors import EmotionAppError, InvalidInput
 from inference.fusion import InvalidFusionOptions, resolve_weights
+from inference.labels import EMOTIONS
 from services.predictions.filters import ExportQuery, HistoryFilters, HistoryPage, parse_filters
 from tests.conftest import Api, assert_error
 from validation import input_error, refuse
 from web import schemas
+from web.answers import answer_schemas
 from web.openapi import build_spec
 
 pytestmark = pytest.mark.no_database
@@ -48,6 +50,14 @@ def test_every_request_body_is_a_component_generated_from_a_model() -> None:
                 assert name in models, f"{method.upper()} {path}: {name}"
                 bodies += 1
     assert bodies == 12
+
+
+def test_the_answers_components_are_generated_from_the_answer_models() -> None:
+    components = build_spec()["components"]["schemas"]
+    for name, schema in answer_schemas().items():
+        assert components[name] == schema, name
+    assert components["Probabilities"]["required"] == list(EMOTIONS)
+    assert components["Error"]["required"] == ["error"]
 
 
 def test_the_upload_endpoints_describe_their_files_as_multipart() -> None:

@@ -1,11 +1,12 @@
-"""The OpenAPI 3.1 description of the JSON API: requests generated, answers written down.
+"""The OpenAPI 3.1 description of the JSON API, generated from pydantic models.
 
 Request bodies, form fields and query parameters come from the pydantic models the routes
 are validated with (``web/schemas.py``, ``services/predictions/filters.py``), through
 spectree, so the checks and the document cannot disagree; the text ``maxLength`` is the
-running app's MAX_TEXT_CHARS. What each operation answers (summaries, status codes and the
-response schemas) is written here by hand, because that is what we promise. A test checks
-that every /api route (and the probes) in the app's URL map appears here.
+running app's MAX_TEXT_CHARS. The answers' components come from the models in
+``web/answers.py``; which status codes each operation answers, and its summary, are written
+here, because that is what we promise. A test checks that every /api route (and the probes)
+in the app's URL map appears here.
 
 Why spectree: it decorates our plain Flask views, so the app factory, the blueprints and
 the error handlers stay as they are (flask-openapi3 replaces the Flask and Blueprint
@@ -24,9 +25,8 @@ from spectree import SpecTree
 from spectree.plugins.base import Context
 from spectree.plugins.flask_plugin import FlaskPlugin
 
-from database.models import KINDS
-from inference.labels import EMOTIONS, MODALITIES
 from validation import input_error
+from web.answers import answer_schemas
 from web.uploads import json_body
 
 FORM_TYPES = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
@@ -111,13 +111,6 @@ def validated(part: str) -> Any:
     """The request's validated ``query``, ``json``, ``form`` or ``headers`` model (None when it sent none)."""
     return getattr(getattr(request, "context", None), part, None)
 
-
-PROBS = {
-    "type": "object",
-    "description": "Probability per emotion; the seven values sum to 1.",
-    "properties": {e: {"type": "number", "minimum": 0, "maximum": 1} for e in EMOTIONS},
-    "required": list(EMOTIONS),
-}
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
@@ -550,168 +543,6 @@ def build_spec(app: Flask | None = None) -> dict[str, Any]:
                 "bearerAuth": {"type": "http", "scheme": "bearer", "description": "Personal API token."},
                 "cookieAuth": {"type": "apiKey", "in": "cookie", "name": "session"},
             },
-            "schemas": {**generated["components"]["schemas"], **_schemas()},
-        },
-    }
-
-
-def _schemas() -> dict[str, Any]:
-    nullable_str = {"type": ["string", "null"]}
-    return {
-        "Error": {
-            "type": "object",
-            "required": ["error"],
-            "properties": {
-                "error": {
-                    "type": "object",
-                    "required": ["code", "message"],
-                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-                }
-            },
-        },
-        "User": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "integer"},
-                "email": {"type": "string"},
-                "name": {"type": "string"},
-                "created_at": {"type": "string", "format": "date-time"},
-                "consent_given": {"type": "boolean"},
-                "consent_given_at": {"type": ["string", "null"], "format": "date-time"},
-            },
-        },
-        "Token": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "integer"},
-                "name": {"type": "string"},
-                "prefix": {"type": "string"},
-                "token": {"type": "string", "description": "Only in the creation response."},
-                "created_at": {"type": "string"},
-                "last_used_at": nullable_str,
-                "revoked_at": nullable_str,
-                "active": {"type": "boolean"},
-            },
-        },
-        "ModalityResult": {
-            "type": "object",
-            "properties": {
-                "modality": {"type": "string", "enum": list(MODALITIES)},
-                "status": {"type": "string", "enum": ["used", "dropped"]},
-                "emotion": {"type": ["string", "null"], "enum": [*EMOTIONS, None]},
-                "confidence": {"type": ["number", "null"]},
-                "probabilities": {"oneOf": [PROBS, {"type": "null"}]},
-                "model_name": nullable_str,
-                "model_version": nullable_str,
-                "latency_ms": {"type": ["number", "null"]},
-                "details": {
-                    "type": "object",
-                    "description": (
-                        "Face: faces[i].box [x, y, w, h] and image {width, height}; speech: attention [{time, weight}] "
-                        "(≤ 200 points) and duration_seconds."
-                    ),
-                },
-                "input_summary": {
-                    "type": "object",
-                    "description": "file_name, media_type, size_bytes, duration_seconds (audio) or text (text).",
-                },
-                "error": {
-                    "type": ["object", "null"],
-                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-                },
-            },
-        },
-        "Prediction": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "integer"},
-                "created_at": {"type": "string", "format": "date-time"},
-                "kind": {"type": "string", "enum": list(KINDS)},
-                "emotion": {"type": "string", "enum": list(EMOTIONS)},
-                "confidence": {"type": "number"},
-                "probabilities": PROBS,
-                "fusion": {
-                    "type": ["object", "null"],
-                    "properties": {
-                        "strategy": {"type": "string"},
-                        "weights": {"type": "object"},
-                        "explanation": {"type": "object"},
-                    },
-                },
-                "modalities": {"type": "array", "items": {"$ref": "#/components/schemas/ModalityResult"}},
-                "transcript": {
-                    "type": ["object", "null"],
-                    "description": "What was said, when the recording was transcribed (stored with the prediction).",
-                    "properties": {
-                        "text": {"type": "string"},
-                        "language": {"type": "string"},
-                        "language_probability": {"type": ["number", "null"]},
-                        "duration_seconds": {"type": ["number", "null"]},
-                        "segments": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "properties": {
-                                    "start": {"type": "number"},
-                                    "end": {"type": "number"},
-                                    "text": {"type": "string"},
-                                },
-                            },
-                        },
-                        "used_as_text": {"type": "boolean"},
-                        "model_name": {"type": ["string", "null"]},
-                        "model_version": {"type": ["string", "null"]},
-                    },
-                },
-                "video": {
-                    "type": ["object", "null"],
-                    "description": "Only for kind video: timeline steps (time, start, end, face, voice, fused "
-                    "probabilities or null with face_status/voice_status; words {text, probabilities, gated_out} "
-                    "when transcribed), counts, model_versions, thumbnails.",
-                },
-            },
-        },
-        "Job": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "integer"},
-                "status": {"type": "string", "enum": ["queued", "running", "done", "failed", "cancelled"]},
-                "source": {"type": "string", "enum": ["zip", "csv"]},
-                "file_name": {"type": ["string", "null"]},
-                "total": {"type": "integer"},
-                "done": {"type": "integer", "description": "Items finished, successfully or not."},
-                "succeeded": {"type": "integer"},
-                "failed": {"type": "integer"},
-                "progress": {"type": "number"},
-                "eta_seconds": {"type": ["number", "null"]},
-                "failures": {"type": "array", "items": {"type": "object"}},
-                "transcribe": {"type": "boolean", "description": "Recordings and clips are transcribed."},
-                "error": {"type": ["object", "null"]},
-                "created_at": {"type": "string", "format": "date-time"},
-                "started_at": {"type": ["string", "null"], "format": "date-time"},
-                "finished_at": {"type": ["string", "null"], "format": "date-time"},
-                "links": {"type": "object"},
-            },
-        },
-        "Statistics": {
-            "type": "object",
-            "properties": {
-                "total": {"type": "integer"},
-                "average_confidence": {"type": ["number", "null"]},
-                "by_emotion": {"type": "object"},
-                "by_modality": {"type": "object"},
-                "by_kind": {"type": "object"},
-                "by_day": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "date": {"type": "string", "format": "date"},
-                            "count": {"type": "integer"},
-                            "by_emotion": {"type": "object"},
-                        },
-                    },
-                },
-            },
+            "schemas": {**generated["components"]["schemas"], **answer_schemas()},
         },
     }
