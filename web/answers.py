@@ -165,8 +165,52 @@ class Statistics(Answer):
     by_day: list[DayCount] = omitted()
 
 
+class UserAnswer(Answer):
+    user: User = omitted()
+
+
+class CsrfToken(Answer):
+    csrf_token: str = omitted()
+
+
+class LoggedOutEverywhere(Answer):
+    logged_out: bool = omitted()
+    sessions_ended: int = omitted()
+
+
+class TokenList(Answer):
+    items: list[Token] = omitted()
+
+
+class JobList(Answer):
+    items: list[Job] = omitted()
+
+
+class PredictionPage(Answer):
+    items: list[Prediction] = omitted()
+    page: int | None = omitted(description="The page number; null for a page after a cursor.")
+    per_page: int = omitted()
+    total: int = omitted()
+    pages: int = omitted()
+    next_cursor: str | None = omitted(description="Pass as `cursor`.")
+
+
 #: The answers the document names as components (their nested models come along).
-COMPONENTS = (Error, User, Token, ModalityResult, Prediction, Job, Statistics)
+COMPONENTS = (
+    Error,
+    User,
+    Token,
+    ModalityResult,
+    Prediction,
+    Job,
+    Statistics,
+    UserAnswer,
+    CsrfToken,
+    LoggedOutEverywhere,
+    TokenList,
+    JobList,
+    PredictionPage,
+)
 
 
 def answer_schemas() -> dict[str, Any]:

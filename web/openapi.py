@@ -26,7 +26,7 @@ from spectree.plugins.base import Context
 from spectree.plugins.flask_plugin import FlaskPlugin
 
 from validation import input_error
-from web.answers import answer_schemas
+from web import answers
 from web.uploads import json_body
 
 FORM_TYPES = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
@@ -165,8 +165,14 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-USER_RESPONSE = _json({"type": "object", "properties": {"user": {"$ref": "#/components/schemas/User"}}})
-PREDICTION_CREATED = _json({"$ref": "#/components/schemas/Prediction"}, "The stored prediction.")
+def _answer(model: type[answers.Answer], description: str = "OK") -> dict[str, Any]:
+    """A JSON answer whose schema is one of web/answers.py's components."""
+    assert model in answers.COMPONENTS, model
+    return _json({"$ref": f"#/components/schemas/{model.__name__}"}, description)
+
+
+USER_RESPONSE = _answer(answers.UserAnswer)
+PREDICTION_CREATED = _answer(answers.Prediction, "The stored prediction.")
 
 
 def _operations() -> dict[str, dict[str, Any]]:
@@ -175,7 +181,7 @@ def _operations() -> dict[str, dict[str, Any]]:
         "/api/csrf": {
             "get": _op(
                 "CSRF token for cookie-authenticated writes (send as X-CSRFToken).",
-                {"200": _json({"type": "object", "properties": {"csrf_token": {"type": "string"}}})},
+                {"200": _answer(answers.CsrfToken)},
                 auth=False,
                 tags=["auth"],
             )
@@ -214,12 +220,7 @@ def _operations() -> dict[str, dict[str, Any]]:
             "post": _op(
                 "Log out everywhere: every login session and remember cookie of the account ends (tokens stay).",
                 {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "properties": {"logged_out": {"type": "boolean"}, "sessions_ended": {"type": "integer"}},
-                        }
-                    ),
+                    "200": _answer(answers.LoggedOutEverywhere),
                     **COMMON_ERRORS,
                 },
                 tags=["auth"],
@@ -266,19 +267,14 @@ def _operations() -> dict[str, dict[str, Any]]:
             "get": _op(
                 "The user's API tokens (values are never shown again).",
                 {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Token"}}},
-                        }
-                    ),
+                    "200": _answer(answers.TokenList),
                     **COMMON_ERRORS,
                 },
                 tags=["tokens"],
             ),
             "post": _op(
                 "Create a personal API token; the value is in `token`, shown only now.",
-                {"201": _json({"$ref": "#/components/schemas/Token"}), **COMMON_ERRORS},
+                {"201": _answer(answers.Token), **COMMON_ERRORS},
                 tags=["tokens"],
                 body_required=False,
             ),
@@ -345,7 +341,7 @@ def _operations() -> dict[str, dict[str, Any]]:
                 "With transcribe=true recordings and clips are transcribed and their words fused; without a "
                 "transcriber the items keep their voice/face result and results.csv's transcript_note says why.",
                 {
-                    "202": _json({"$ref": "#/components/schemas/Job"}, "Queued; poll the Location URL."),
+                    "202": _answer(answers.Job, "Queued; poll the Location URL."),
                     **PREDICT_ERRORS,
                 },
                 tags=["jobs"],
@@ -353,12 +349,7 @@ def _operations() -> dict[str, dict[str, Any]]:
             "get": _op(
                 "The user's jobs, newest first (at most 50).",
                 {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}},
-                        }
-                    ),
+                    "200": _answer(answers.JobList),
                     **COMMON_ERRORS,
                 },
                 tags=["jobs"],
@@ -367,13 +358,13 @@ def _operations() -> dict[str, dict[str, Any]]:
         "/api/jobs/{job_id}": {
             "get": _op(
                 "A job's status, progress (done/total), failures with their reasons and ETA (another user's: 404).",
-                {"200": _json({"$ref": "#/components/schemas/Job"}), "404": _error("Not found."), **COMMON_ERRORS},
+                {"200": _answer(answers.Job), "404": _error("Not found."), **COMMON_ERRORS},
                 tags=["jobs"],
             ),
             "delete": _op(
                 "Cancel a queued or running job: the worker stops before its next item; stored items stay.",
                 {
-                    "200": _json({"$ref": "#/components/schemas/Job"}),
+                    "200": _answer(answers.Job),
                     "404": _error("Not found."),
                     "409": _error("`job_finished`: the job has already ended."),
                     **COMMON_ERRORS,
@@ -397,19 +388,7 @@ def _operations() -> dict[str, dict[str, Any]]:
             "get": _op(
                 "The user's predictions, newest first, paginated and filtered.",
                 {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "properties": {
-                                "items": {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}},
-                                "page": {"type": "integer"},
-                                "per_page": {"type": "integer"},
-                                "total": {"type": "integer"},
-                                "pages": {"type": "integer"},
-                                "next_cursor": {"type": ["string", "null"], "description": "Pass as `cursor`."},
-                            },
-                        }
-                    ),
+                    "200": _answer(answers.PredictionPage),
                     **COMMON_ERRORS,
                 },
                 tags=["history"],
@@ -419,7 +398,7 @@ def _operations() -> dict[str, dict[str, Any]]:
             "get": _op(
                 "One of the user's predictions (another user's id answers 404).",
                 {
-                    "200": _json({"$ref": "#/components/schemas/Prediction"}),
+                    "200": _answer(answers.Prediction),
                     "404": _error("Not found."),
                     **COMMON_ERRORS,
                 },
@@ -445,7 +424,7 @@ def _operations() -> dict[str, dict[str, Any]]:
         "/api/statistics": {
             "get": _op(
                 "Counts per emotion, modality, kind and UTC day, and the average confidence.",
-                {"200": _json({"$ref": "#/components/schemas/Statistics"}), **COMMON_ERRORS},
+                {"200": _answer(answers.Statistics), **COMMON_ERRORS},
                 tags=["history"],
             )
         },
@@ -543,6 +522,6 @@ def build_spec(app: Flask | None = None) -> dict[str, Any]:
                 "bearerAuth": {"type": "http", "scheme": "bearer", "description": "Personal API token."},
                 "cookieAuth": {"type": "apiKey", "in": "cookie", "name": "session"},
             },
-            "schemas": {**generated["components"]["schemas"], **answer_schemas()},
+            "schemas": {**generated["components"]["schemas"], **answers.answer_schemas()},
         },
     }
