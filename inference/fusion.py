@@ -30,7 +30,10 @@ ones gated out (with the reason). Strategies:
 
 Base weights are user-adjustable per request for ``calibrated``, ``weighted`` and
 ``adaptive``; a partial mapping keeps the defaults for the modalities it does not name.
-Invalid strategies or weights raise :class:`InvalidFusionOptions` (HTTP 422).
+Invalid strategies or weights raise :class:`InvalidFusionOptions` (HTTP 422). This is the one
+place their meaning is checked (a known strategy, known modalities, finite weights from 0 to
+MAX_WEIGHT, not all zero); the API's request models (``web/schemas.py``) only parse their shape
+(a string, a JSON object, a form field) and pass the values on as sent.
 """
 
 from __future__ import annotations
@@ -85,16 +88,18 @@ def validate_strategy(strategy: Any) -> str:
 
 
 def _as_weight(modality: str, value: Any) -> float:
+    """A weight as sent (a number, or a form field's string) -> a float from 0 to MAX_WEIGHT."""
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
     if isinstance(value, bool):
-        raise InvalidFusionOptions(f"The weight for {modality} must be a number, not {value!r}.")
+        raise InvalidFusionOptions(f"The weight for {modality} must be a number, not {shown}.")
     try:
         weight = float(value)
     except (TypeError, ValueError):
-        raise InvalidFusionOptions(f"The weight for {modality} must be a number, not {value!r}.") from None
+        raise InvalidFusionOptions(f"The weight for {modality} must be a number, not {shown}.") from None
+    except OverflowError:  # an integer beyond any float
+        weight = math.inf
     if not math.isfinite(weight) or weight < 0 or weight > MAX_WEIGHT:
-        raise InvalidFusionOptions(
-            f"The weight for {modality} must be a number from 0 to {MAX_WEIGHT:g}, not {value!r}."
-        )
+        raise InvalidFusionOptions(f"The weight for {modality} must be a number from 0 to {MAX_WEIGHT:g}, not {shown}.")
     return weight
 
 

@@ -534,7 +534,7 @@ def analyse_upload(
     return prediction, result
 
 
-def export_timeline_csv(session: Any, user_id: int, filters: Mapping[str, Any] | None = None) -> Any:
+def export_timeline_csv(session: Any, user_id: int, filters: Any = None) -> Any:
     """The user's video predictions (the history filters apply) as one CSV row per time step."""
     import csv
 
@@ -542,14 +542,14 @@ def export_timeline_csv(session: Any, user_id: int, filters: Mapping[str, Any] |
 
     from database.models import Prediction, VideoTimeline
     from services.predictions.export import spreadsheet_safe
-    from services.predictions.filters import sql_conditions
+    from services.predictions.filters import HistoryFilters, sql_conditions
 
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     buffer.write("\ufeff")
     writer.writerow(TIMELINE_CSV_HEADER)
     yield buffer.getvalue()
-    conditions = [*sql_conditions(user_id, filters or {}), Prediction.kind == "video"]
+    conditions = [*sql_conditions(user_id, filters or HistoryFilters()), Prediction.kind == "video"]
     last_id = 0
     while True:
         rows = session.execute(

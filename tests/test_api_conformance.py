@@ -115,12 +115,14 @@ def test_every_operation_answers_as_documented(bearer_app: tuple[Any, str], mode
         ("POST", "/api/logout/all"),
     ],
 )
+@pytest.mark.no_database
 def test_anonymous_writes_answer_401_before_the_csrf_check(api: Api, method: str, url: str) -> None:
     """Before: 400 csrf_failed, where the spec and README say 401."""
     response = api.request(method, url, csrf=False, json={})
     assert_error(response, 401, "unauthorized")
 
 
+@pytest.mark.no_database
 def test_writes_that_need_no_login_still_need_the_csrf_token(api: Api) -> None:
     assert_error(api.post("/api/login", csrf=False, json={"email": "a@b.cd", "password": "x"}), 400, "csrf_failed")
 
@@ -156,6 +158,7 @@ def test_empty_or_malformed_filters_are_refused(user_api: Api, query: str) -> No
         assert_error(user_api.get(f"{url}?{query}"), 400, "invalid_filter")
 
 
+@pytest.mark.no_database
 def test_the_spec_states_the_date_range_and_every_json_operation_documents_415(app: Any) -> None:
     import re
 

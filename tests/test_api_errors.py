@@ -126,7 +126,8 @@ def test_the_openapi_enums_come_from_the_constants_the_code_checks_against() -> 
 
     spec = build_spec()
     predict = spec["paths"]["/api/predict/multimodal"]["post"]["requestBody"]["content"]
-    strategy = predict["multipart/form-data"]["schema"]["properties"]["strategy"]
+    form = predict["multipart/form-data"]["schema"]["$ref"].removeprefix("#/components/schemas/")
+    strategy = spec["components"]["schemas"][form]["properties"]["strategy"]
     assert strategy["enum"] == list(STRATEGIES)
     kind_filter = next(p for p in spec["paths"]["/api/predictions"]["get"]["parameters"] if p["name"] == "kind")
     assert kind_filter["schema"]["enum"] == list(KINDS)

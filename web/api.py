@@ -8,8 +8,6 @@ their own. Every failure answers ``{"error": {"code", "message"}}``.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -17,8 +15,9 @@ from typing import Any, TypeVar
 from flask import Blueprint, Response, current_app, g, jsonify, request, stream_with_context
 from flask_login import current_user, login_user, logout_user
 from flask_wtf.csrf import generate_csrf
+from pydantic import BaseModel
 
-from database.models import IDEMPOTENCY_KEY_LENGTH, User
+from database.models import User
 from database.session import get_database, get_session
 from errors import EmotionAppError, InvalidInput
 from inference.labels import EMOTIONS, MODALITIES
@@ -31,15 +30,33 @@ from security import (
 )
 from services import accounts, analysis, jobs, video
 from services.predictions import export as csv_export
-from services.predictions import filters as history_filters
 from services.predictions import queries, serialize, store
-from web.uploads import check_text, form_or_json, json_body, parse_weights, read_upload, read_video_upload
+from services.predictions.filters import ExportQuery, HistoryFilters, HistoryPage
+from web.openapi import api_spec, build_spec, validated
+from web.schemas import (
+    ConsentBody,
+    ImageForm,
+    JobForm,
+    LoginBody,
+    MultimodalForm,
+    PasswordBody,
+    PredictHeaders,
+    ProfileBody,
+    RegisterBody,
+    SpeechForm,
+    TextBody,
+    TokenBody,
+    TranscribeQuery,
+    VideoForm,
+)
+from web.uploads import check_text, form_or_json, json_body, read_upload, read_video_upload
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)  # checked in _authenticate_and_protect, so token requests can skip it
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 F = TypeVar("F", bound=Callable[..., Any])
+M = TypeVar("M", bound=BaseModel)
 
 
 class Unauthorized(EmotionAppError):
@@ -62,8 +79,8 @@ def _authenticate_and_protect() -> None:
     """Resolve a bearer token (401 if it is bad) or enforce CSRF on cookie/anonymous writes.
 
     An anonymous write to an endpoint that needs a login answers 401 before the CSRF check,
-    as documented: "log in first" is the useful answer, not "missing CSRF token". Then a JSON
-    body is checked against the operation's schema in the OpenAPI document (400 on a mismatch).
+    as documented: "log in first" is the useful answer, not "missing CSRF token". Bodies and
+    query arguments are then validated by each route's models (``api_spec.validate``).
     """
     token = bearer_token()
     if token is not None:
@@ -80,27 +97,11 @@ def _authenticate_and_protect() -> None:
             csrf.protect()
         if current_user.is_authenticated:
             g.user_id_for_log = current_user.id
-    if request.method in WRITE_METHODS and request.url_rule is not None and request.is_json:
-        _check_json_body_against_spec()
 
 
 def _needs_login() -> bool:
     view = current_app.view_functions.get(request.endpoint or "")
     return bool(getattr(view, "needs_login", False))
-
-
-def _check_json_body_against_spec() -> None:
-    from web.openapi import json_body_problem
-
-    try:
-        body = json.loads(request.get_data(cache=True))
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        body = None
-    if not isinstance(body, dict):
-        return  # malformed or not an object: json_body() answers with its own precise 400
-    problem = json_body_problem(request.url_rule.rule, request.method, body)  # type: ignore[union-attr]
-    if problem is not None:
-        raise InvalidInput(problem, code="invalid_request")
 
 
 def auth_required(view: F) -> F:
@@ -126,6 +127,15 @@ def _kept_uploads_dir() -> str | None:
     return current_app.config.get("UPLOADS_DIR") or None
 
 
+def _body(model: type[M], *, required: bool = True) -> M:
+    """The route's validated JSON body; 415 (or 400) from :func:`json_body` when none was sent."""
+    body = validated("json")
+    if body is None:
+        json_body(required=required)  # not JSON: 415, or an empty optional body
+        return model()
+    return body
+
+
 def _created(payload: dict[str, Any]) -> tuple[Response, int]:
     return jsonify(payload), 201
 
@@ -138,24 +148,24 @@ def csrf_token() -> Response:
 
 
 @bp.post("/register")
+@api_spec.validate(json=RegisterBody)
 @register_rate_limit
 def register() -> tuple[Response, int]:
-    body = json_body()
-    user = accounts.register_user(
-        get_session(), body.get("email"), body.get("password"), body.get("name"), consent=body.get("consent") is True
-    )
+    body = _body(RegisterBody)
+    user = accounts.register_user(get_session(), body.email, body.password, body.name, consent=body.consent is True)
     accounts.start_login_session(get_session(), user)
     login_user(user)
     return _created({"user": accounts.user_to_dict(user)})
 
 
 @bp.post("/login")
+@api_spec.validate(json=LoginBody)
 @login_rate_limit
 def login() -> Response:
-    body = json_body()
-    user = accounts.authenticate(get_session(), body.get("email"), body.get("password"))
+    body = _body(LoginBody)
+    user = accounts.authenticate(get_session(), body.email, body.password)
     accounts.start_login_session(get_session(), user)
-    login_user(user, remember=body.get("remember") is True)
+    login_user(user, remember=body.remember is True)
     return jsonify({"user": accounts.user_to_dict(user)})
 
 
@@ -186,22 +196,24 @@ def profile() -> Response:
 
 @bp.patch("/user/profile")
 @auth_required
+@api_spec.validate(json=ProfileBody)
 def update_profile() -> Response:
-    body = json_body()
-    user = accounts.update_profile(get_session(), me(), name=body.get("name"))
+    body = _body(ProfileBody)
+    user = accounts.update_profile(get_session(), me(), name=body.name)
     return jsonify({"user": accounts.user_to_dict(user)})
 
 
 @bp.put("/user/password")
 @auth_required
+@api_spec.validate(json=PasswordBody)
 @login_rate_limit
 def change_password() -> Response:
     """New password; the same per-IP budget and per-account lock-out as logging in.
 
     Every other login session of the account ends; this one continues with the new token.
     """
-    body = json_body()
-    user = accounts.change_password(get_session(), me(), body.get("current_password"), body.get("new_password"))
+    body = _body(PasswordBody)
+    user = accounts.change_password(get_session(), me(), body.current_password, body.new_password)
     if not g.get("auth_via_token"):
         remembered = current_app.config.get("REMEMBER_COOKIE_NAME", "remember_token") in request.cookies
         login_user(user, remember=remembered)
@@ -210,10 +222,10 @@ def change_password() -> Response:
 
 @bp.put("/user/consent")
 @auth_required
+@api_spec.validate(json=ConsentBody)
 def consent() -> Response:
-    body = json_body()
-    value = body.get("consent")
-    if not isinstance(value, bool):
+    value = _body(ConsentBody).consent
+    if value is None:
         raise InvalidInput('Send {"consent": true} to give consent or {"consent": false} to revoke it.')
     user = accounts.set_consent(get_session(), me(), value)
     return jsonify({"user": accounts.user_to_dict(user)})
@@ -239,9 +251,9 @@ def list_tokens() -> Response:
 
 @bp.post("/tokens")
 @auth_required
+@api_spec.validate(json=TokenBody)
 def create_token() -> tuple[Response, int]:
-    body = json_body(required=False)
-    token, value = accounts.create_token(get_session(), me(), body.get("name"))
+    token, value = accounts.create_token(get_session(), me(), _body(TokenBody, required=False).name)
     return _created({**accounts.token_to_dict(token), "token": value})
 
 
@@ -253,37 +265,12 @@ def revoke_token(token_id: int) -> tuple[str, int]:
 
 
 # -- predictions ---------------------------------------------------------------------------
-_TRUE = frozenset({"true", "1", "yes", "on"})
-_FALSE = frozenset({"false", "0", "no", "off", ""})
-
-
-def _transcribe_flag(fields: Any = None) -> bool:
-    """``transcribe`` from the form, the JSON body or the query string (default false)."""
-    value = (fields or {}).get("transcribe") if fields is not None else None
+def _transcribe_flag(fields: Any) -> bool:
+    """``transcribe`` from the form or JSON fields, else from the query string (default false)."""
+    value = getattr(fields, "transcribe", None)
     if value is None:
-        value = request.values.get("transcribe")
-    if value is None or isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
-    raise InvalidInput("transcribe must be true or false.", code="invalid_transcribe")
-
-
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-_IDEMPOTENCY_KEY = re.compile(rf"[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_LENGTH}}}")
-
-
-def idempotency_key() -> str | None:
-    """The request's ``Idempotency-Key`` (1-64 visible ASCII characters), None when absent."""
-    value = request.headers.get(IDEMPOTENCY_HEADER)
-    if value is None:
-        return None
-    if not _IDEMPOTENCY_KEY.fullmatch(value.strip()):
-        raise InvalidInput(
-            f"{IDEMPOTENCY_HEADER} must be 1 to {IDEMPOTENCY_KEY_LENGTH} visible ASCII characters, e.g. a UUID.",
-            code="invalid_idempotency_key",
-        )
-    return value.strip()
+        value = getattr(validated("query"), "transcribe", None)
+    return bool(value)
 
 
 def _stored(prediction: Any) -> tuple[Response, int]:
@@ -294,7 +281,7 @@ def _stored(prediction: Any) -> tuple[Response, int]:
 
 
 def idempotent(view: F) -> F:
-    """Read the request's ``Idempotency-Key`` into ``g.idempotency_key`` (400 when malformed).
+    """The request's ``Idempotency-Key`` (validated by :class:`web.schemas.PredictHeaders`) in ``g.idempotency_key``.
 
     No look-up before the model runs: retries are rare, so the unique index on (user, key)
     decides when the prediction is stored, and a retry answers what the first try stored
@@ -303,7 +290,7 @@ def idempotent(view: F) -> F:
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        g.idempotency_key = idempotency_key()
+        g.idempotency_key = getattr(validated("headers"), "idempotency_key", None)
         return view(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
@@ -311,11 +298,13 @@ def idempotent(view: F) -> F:
 
 @bp.post("/predict/text")
 @auth_required
+@api_spec.validate(json=TextBody, headers=PredictHeaders)
 @predict_rate_limit
 @idempotent
 def predict_text() -> tuple[Response, int]:
-    fields = form_or_json()
-    text = check_text(fields.get("text"))
+    """The text of a JSON body (validated by TextBody) or of a form; its limits in check_text."""
+    body = validated("json")
+    text = check_text(body.text if body is not None else form_or_json().get("text"))
     prediction = analysis.analyse(
         current_app, get_session(), me(), kind="text", text=text, idempotency_key=g.idempotency_key
     )
@@ -324,6 +313,7 @@ def predict_text() -> tuple[Response, int]:
 
 @bp.post("/predict/image")
 @auth_required
+@api_spec.validate(form=ImageForm, headers=PredictHeaders)
 @predict_rate_limit
 @idempotent
 def predict_image() -> tuple[Response, int]:
@@ -337,11 +327,12 @@ def predict_image() -> tuple[Response, int]:
 
 @bp.post("/predict/speech")
 @auth_required
+@api_spec.validate(form=SpeechForm, query=TranscribeQuery, headers=PredictHeaders)
 @predict_rate_limit
 @idempotent
 def predict_speech() -> tuple[Response, int]:
     analysis.require_consent(me(), image=False, audio=True)
-    transcribe = _transcribe_flag()
+    transcribe = _transcribe_flag(validated("form"))
     audio = read_upload("audio", "speech")
     prediction = analysis.analyse(
         current_app,
@@ -357,24 +348,23 @@ def predict_speech() -> tuple[Response, int]:
 
 @bp.post("/predict/multimodal")
 @auth_required
+@api_spec.validate(form=MultimodalForm, query=TranscribeQuery, headers=PredictHeaders)
 @predict_rate_limit
 @idempotent
 def predict_multimodal() -> tuple[Response, int]:
-    fields = form_or_json()
+    form_or_json()  # 415 for a body that is neither
+    fields = validated("form") or MultimodalForm()
     image = read_upload("image", "face", required=False) if "image" in request.files else None
     audio = read_upload("audio", "speech", required=False) if "audio" in request.files else None
-    text_value = fields.get("text")
+    text_value = fields.text
     blank_beside_media = isinstance(text_value, str) and not text_value.strip() and (image or audio)
     # A browser form sends an empty text box beside a photo: that means "no text", not an error.
     text = None if text_value is None or blank_beside_media else check_text(text_value)
     if image is None and audio is None and text is None:
         raise InvalidInput("Send at least one of 'image', 'audio' (multipart files) or 'text'.", code="no_input")
-    strategy = fields.get("strategy") or None
-    if strategy is not None and not isinstance(strategy, str):
-        raise InvalidInput("strategy must be a string.", code="invalid_fusion_options")
-    if strategy is None:  # the default /api/models names: calibrated, unless its temperatures are missing
-        strategy = analysis.fusion_offer(current_app)[0]
-    weights = parse_weights(fields)
+    # The default /api/models names: calibrated, unless its temperatures are missing.
+    strategy = fields.strategy or analysis.fusion_offer(current_app)[0]
+    weights = fields.fusion_weights()
     transcribe = _transcribe_flag(fields)
     if transcribe and audio is None:
         raise InvalidInput("transcribe=true needs an 'audio' recording.", code="missing_audio")
@@ -396,18 +386,24 @@ def predict_multimodal() -> tuple[Response, int]:
 
 @bp.post("/predict/video")
 @auth_required
+@api_spec.validate(form=VideoForm, query=TranscribeQuery)
 @predict_rate_limit
 def predict_video() -> tuple[Response, int]:
     """A clip's face and voice over time: the overall emotion plus a timeline (kind ``video``)."""
     analysis.require_consent(me(), image=True, audio=True)
-    fields = form_or_json()
+    form_or_json()  # 415 for a body that is neither
+    fields = validated("form") or VideoForm()
     clip = read_video_upload("video")
-    strategy = fields.get("strategy") or analysis.fusion_offer(current_app)[0]
-    if not isinstance(strategy, str):
-        raise InvalidInput("strategy must be a string.", code="invalid_fusion_options")
+    strategy = fields.strategy or analysis.fusion_offer(current_app)[0]
     transcribe = _transcribe_flag(fields)
     prediction, result = video.analyse_upload(
-        current_app, get_session(), me(), clip, strategy=strategy, weights=parse_weights(fields), transcribe=transcribe
+        current_app,
+        get_session(),
+        me(),
+        clip,
+        strategy=strategy,
+        weights=fields.fusion_weights(),
+        transcribe=transcribe,
     )
     payload = serialize.prediction_to_dict(prediction)
     payload["video"] = {**(video.video_to_dict(prediction) or {}), "thumbnails": result.get("thumbnails") or []}
@@ -417,13 +413,15 @@ def predict_video() -> tuple[Response, int]:
 # -- batch jobs ----------------------------------------------------------------------------
 @bp.post("/jobs")
 @auth_required
+@api_spec.validate(form=JobForm, query=TranscribeQuery)
 @predict_rate_limit
 def create_job() -> tuple[Response, int]:
     """A ZIP of images/recordings/clips or a CSV of texts (multipart field ``file``) -> 202 and the job."""
     upload = request.files.get("file")
     if upload is None:
         raise InvalidInput("Send a ZIP or CSV as multipart/form-data field 'file'.", code="missing_file")
-    transcribe = _transcribe_flag(form_or_json())
+    form_or_json()  # 415 for a body that is neither
+    transcribe = _transcribe_flag(validated("form"))
     job = jobs.create_job(current_app, get_session(), me(), upload.read(), upload.filename or "", transcribe=transcribe)
     response = jsonify(jobs.job_to_dict(get_session(), job))
     response.headers["Location"] = f"/api/jobs/{job.id}"
@@ -464,8 +462,9 @@ def cancel_job(job_id: int) -> Response:
 
 @bp.get("/predictions")
 @auth_required
+@api_spec.validate(query=HistoryPage)
 def list_predictions() -> Response:
-    return jsonify(queries.list_predictions(get_session(), me().id, request.args))
+    return jsonify(queries.list_predictions(get_session(), me().id, validated("query")))
 
 
 @bp.get("/predictions/<int:prediction_id>")
@@ -487,13 +486,14 @@ def delete_prediction(prediction_id: int) -> tuple[str, int]:
 
 @bp.get("/predictions/export.csv")
 @auth_required
+@api_spec.validate(query=ExportQuery)
 def export_csv() -> Response:
     """The history as CSV (the same filters as GET /predictions), streamed with its own session
     (the request one closes early). Filters are checked before the first byte, so a bad one is a 400."""
     user_id = me().id
-    filters = history_filters.parse_filters(request.args)
+    filters: ExportQuery = validated("query")
     database = get_database()
-    timeline = request.args.get("timeline") in {"1", "true", "yes"}
+    timeline = filters.wants_timeline()
 
     def generate() -> Any:
         with database.session() as session:
@@ -511,8 +511,9 @@ def export_csv() -> Response:
 
 @bp.get("/statistics")
 @auth_required
+@api_spec.validate(query=HistoryFilters)
 def statistics() -> Response:
-    return jsonify(queries.statistics(get_session(), me().id, request.args))
+    return jsonify(queries.statistics(get_session(), me().id, validated("query")))
 
 
 # -- models and documentation --------------------------------------------------------------
@@ -549,6 +550,4 @@ def models() -> Response:
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
-    from web.openapi import build_spec
-
     return jsonify(build_spec())

@@ -1,25 +1,116 @@
-"""The OpenAPI 3.1 description of the JSON API, written by hand so it says what we mean.
+"""The OpenAPI 3.1 description of the JSON API, generated from pydantic models.
 
-A test checks that every /api route (and the probes) in the app's URL map appears here, so
-the document cannot silently fall behind the code.
+Request bodies, form fields and query parameters come from the pydantic models the routes
+are validated with (``web/schemas.py``, ``services/predictions/filters.py``), through
+spectree, so the checks and the document cannot disagree; the text ``maxLength`` is the
+running app's MAX_TEXT_CHARS. The answers' components come from the models in
+``web/answers.py``; which status codes each operation answers, and its summary, are written
+here, because that is what we promise. A test checks that every /api route (and the probes)
+in the app's URL map appears here.
+
+Why spectree: it decorates our plain Flask views, so the app factory, the blueprints and
+the error handlers stay as they are (flask-openapi3 replaces the Flask and Blueprint
+classes; flask-smorest is marshmallow, not pydantic). Its bundled documentation pages load
+their scripts from a CDN, so none is registered: ``/docs`` renders this document offline.
 """
 
 from __future__ import annotations
 
-import functools
-import re
+import threading
 from typing import Any
 
-from database.models import KINDS
-from inference.fusion import STRATEGIES
-from inference.labels import EMOTIONS, MODALITIES
+from flask import Flask, Request, current_app, has_app_context, request
+from pydantic import ValidationError
+from spectree import SpecTree
+from spectree.plugins.base import Context
+from spectree.plugins.flask_plugin import FlaskPlugin
 
-PROBS = {
-    "type": "object",
-    "description": "Probability per emotion; the seven values sum to 1.",
-    "properties": {e: {"type": "number", "minimum": 0, "maximum": 1} for e in EMOTIONS},
-    "required": list(EMOTIONS),
-}
+from validation import input_error
+from web import answers
+from web.uploads import json_body
+
+FORM_TYPES = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
+#: What the document describes of the app's URL map.
+DOCUMENTED_PREFIXES = ("/api/", "/healthz", "/readyz")
+
+
+class _Plugin(FlaskPlugin):
+    """spectree's Flask plugin, reading bodies our way.
+
+    A JSON body is read by :func:`web.uploads.json_body` first, so malformed JSON, a body
+    that is not an object, bad UTF-8 or lone surrogates keep their precise 400s; a form model
+    also accepts the same fields as a JSON object. A body of another type is not validated
+    here: the route answers 415 (or reads it as "no fields") as before.
+    """
+
+    def request_validation(  # noqa: PLR0917  (spectree's signature)
+        self, req: Request, query: Any, json: Any, form: Any, headers: Any, cookies: Any
+    ) -> None:
+        validate = self.model_adapter.validate_obj
+        writes = req.method not in ("GET", "HEAD", "DELETE")
+        body = form or json
+        parsed = None
+        if body is not None and writes:
+            if req.is_json:
+                parsed = validate(body, json_body())
+            elif form is not None and req.mimetype in FORM_TYPES:
+                parsed = validate(form, req.form.to_dict())
+        req.context = Context(  # type: ignore[attr-defined]
+            validate(query, req.args.to_dict()) if query is not None else None,
+            parsed if json is not None else None,
+            parsed if form is not None else None,
+            validate(headers, dict(req.headers)) if headers is not None else None,
+            None,
+        )
+
+    def validate_response(self, resp: Any, resp_model: Any, skip_validation: bool, force_resp_serialize: bool) -> Any:
+        """The view's answer goes out untouched (a streamed CSV stays streamed): answers are
+        documented here, not validated."""
+        return resp, None
+
+
+def _refuse_invalid(req: Any, resp: Any, error: ValidationError | None, instance: Any, adapter: Any) -> None:
+    """spectree's hook before the view: a validation error becomes our ``{"error": ...}`` answer."""
+    if error is not None:
+        raise input_error(error)
+
+
+class ApiSpec(SpecTree):
+    """spectree, with the document generated per app: its limits come from the app's config."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            backend=_Plugin,
+            before=_refuse_invalid,
+            validation_error_status=400,
+            naming_strategy=lambda model: model.__name__,
+            nested_naming_strategy=lambda _parent, child: child,
+            annotations=False,
+            page_templates={},
+        )
+        self._model_classes: dict[str, tuple[Any, Any]] = {}
+        self._generating = threading.Lock()  # the schemas are rebuilt in place
+
+    def _add_model(self, model: Any, mode: Any = "validation") -> str:
+        key = super()._add_model(model, mode)
+        self._model_classes[key] = (model, mode)
+        return key
+
+    def generate(self, app: Flask) -> dict[str, Any]:
+        """The generated paths and components for ``app`` (schemas built afresh in its context)."""
+        with self._generating, app.app_context():
+            for model, mode in self._model_classes.values():
+                super()._add_model(model, mode)
+            return self._generate_spec()
+
+
+api_spec = ApiSpec()
+
+
+def validated(part: str) -> Any:
+    """The request's validated ``query``, ``json``, ``form`` or ``headers`` model (None when it sent none)."""
+    return getattr(getattr(request, "context", None), part, None)
+
 
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 
@@ -45,6 +136,7 @@ PREDICT_ERRORS = {
     "422": _error("Unusable input: no face, silence, empty text, invalid fusion options."),
     "503": _error("The modality's model is not installed or loading, or the database is unreachable: retry later."),
 }
+JSON_415 = _error("`expected_json`: send the body as application/json.")
 
 
 def _op(
@@ -52,110 +144,44 @@ def _op(
     responses: dict[str, Any],
     *,
     auth: bool = True,
-    body: dict[str, Any] | None = None,
     params: list[dict[str, Any]] | None = None,
     tags: list[str] | None = None,
+    body_required: bool = True,
 ) -> dict[str, Any]:
+    """What an operation answers; its request (parameters, body) is generated from its models."""
     op: dict[str, Any] = {"summary": summary, "responses": responses, "tags": tags or []}
-    if body is not None and "application/json" in body["content"] and "415" not in responses:
-        op["responses"] = {**responses, "415": _error("`expected_json`: send the body as application/json.")}
     if not auth:
         op["security"] = []
-    if body is not None:
-        op["requestBody"] = body
-    if "predict" in (tags or []):  # every prediction POST may be retried safely with its key
-        params = [*(params or []), IDEMPOTENCY_KEY]
+    if "predict" in (tags or []):  # the Idempotency-Key header comes from web.schemas.PredictHeaders
         op["responses"] = {**responses, "409": _error("`idempotency_key_reused`: the key named another kind.")}
     if params:
         op["parameters"] = params
+    if not body_required:
+        op["body_required"] = False
     return op
-
-
-IDEMPOTENCY_KEY = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 64},
-    "description": "Retry safely: a request with a key this user already sent answers the prediction stored then "
-    "(header `Idempotent-Replayed: true`) instead of storing another.",
-}
-
-
-def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
-
-
-def _multipart(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {
-        "required": True,
-        "content": {
-            "multipart/form-data": {"schema": {"type": "object", "properties": properties, "required": required}}
-        },
-    }
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
-def _path_id(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
+def _answer(model: type[answers.Answer], description: str = "OK") -> dict[str, Any]:
+    """A JSON answer whose schema is one of web/answers.py's components."""
+    assert model in answers.COMPONENTS, model
+    return _json({"$ref": f"#/components/schemas/{model.__name__}"}, description)
 
 
-USER_RESPONSE = _json({"type": "object", "properties": {"user": {"$ref": "#/components/schemas/User"}}})
-PREDICTION_CREATED = _json({"$ref": "#/components/schemas/Prediction"}, "The stored prediction.")
-FILE = {"type": "string", "format": "binary"}
-#: A day the databases can hold: 1000-01-01 to 9998-12-31 (date_to is searched up to the next day).
-DATE = {
-    "type": "string",
-    "format": "date",
-    "pattern": r"^(1[0-9]{3}|[2-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])-[0-9]{2}-[0-9]{2}$",
-    "description": "YYYY-MM-DD from 1000-01-01 to 9998-12-31; empty values are refused.",
-}
-TRANSCRIBE_FIELD = {
-    "type": "string",
-    "enum": ["true", "false"],
-    "description": "Transcribe the recording: its words become the text modality (English; a typed text wins). "
-    "503 transcriber_unavailable when the server has no transcriber.",
-}
-VIDEO_TRANSCRIBE_FIELD = {
-    "type": "string",
-    "enum": ["true", "false"],
-    "description": "Transcribe the clip's audio (default false): the words join the timeline steps and the clip's "
-    "result. Without a transcriber the clip is still answered and text is dropped with its reason.",
-}
-JOB_TRANSCRIBE_FIELD = {
-    "type": "string",
-    "enum": ["true", "false"],
-    "description": "Transcribe the recordings and clips (default false); results.csv gets transcript and "
-    "transcript_note.",
-}
-FILTERS = [
-    _query("emotion", {"type": "string", "enum": list(EMOTIONS)}, "Only this final emotion."),
-    _query("modality", {"type": "string", "enum": list(MODALITIES)}, "Only predictions that used this modality."),
-    _query("kind", {"type": "string", "enum": list(KINDS)}, "Only this kind."),
-    _query("date_from", DATE, "From this day (inclusive; UTC unless tz/tz_offset)."),
-    _query("date_to", DATE, "Up to this day (inclusive; UTC unless tz/tz_offset)."),
-    _query(
-        "tz",
-        {"type": "string", "maxLength": 64, "example": "Europe/Berlin"},
-        "IANA time zone: the dates are that zone's days, daylight saving included (statistics' by_day stays UTC).",
-    ),
-    _query(
-        "tz_offset",
-        {"type": "integer", "minimum": -840, "maximum": 840},
-        "Minutes from local time to UTC, as JavaScript's Date.getTimezoneOffset(): the dates are then local days.",
-    ),
-]
+USER_RESPONSE = _answer(answers.UserAnswer)
+PREDICTION_CREATED = _answer(answers.Prediction, "The stored prediction.")
 
 
-def build_spec() -> dict[str, Any]:
-    """The OpenAPI document served at /api/openapi.json."""
-    paths: dict[str, Any] = {
+def _operations() -> dict[str, dict[str, Any]]:
+    """Per path and method: the summary, tags, authentication and documented answers."""
+    return {
         "/api/csrf": {
             "get": _op(
                 "CSRF token for cookie-authenticated writes (send as X-CSRFToken).",
-                {"200": _json({"type": "object", "properties": {"csrf_token": {"type": "string"}}})},
+                {"200": _answer(answers.CsrfToken)},
                 auth=False,
                 tags=["auth"],
             )
@@ -171,18 +197,6 @@ def build_spec() -> dict[str, Any]:
                 },
                 auth=False,
                 tags=["auth"],
-                body=_json_body(
-                    {
-                        "type": "object",
-                        "required": ["email", "password"],
-                        "properties": {
-                            "email": {"type": "string", "format": "email"},
-                            "password": {"type": "string"},
-                            "name": {"type": "string"},
-                            "consent": {"type": "boolean"},
-                        },
-                    }
-                ),
             )
         },
         "/api/login": {
@@ -192,17 +206,6 @@ def build_spec() -> dict[str, Any]:
                 {"200": USER_RESPONSE, **COMMON_ERRORS},
                 auth=False,
                 tags=["auth"],
-                body=_json_body(
-                    {
-                        "type": "object",
-                        "required": ["email", "password"],
-                        "properties": {
-                            "email": {"type": "string"},
-                            "password": {"type": "string"},
-                            "remember": {"type": "boolean"},
-                        },
-                    }
-                ),
             )
         },
         "/api/logout": {
@@ -217,12 +220,7 @@ def build_spec() -> dict[str, Any]:
             "post": _op(
                 "Log out everywhere: every login session and remember cookie of the account ends (tokens stay).",
                 {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "properties": {"logged_out": {"type": "boolean"}, "sessions_ended": {"type": "integer"}},
-                        }
-                    ),
+                    "200": _answer(answers.LoggedOutEverywhere),
                     **COMMON_ERRORS,
                 },
                 tags=["auth"],
@@ -234,7 +232,6 @@ def build_spec() -> dict[str, Any]:
                 "Change the display name.",
                 {"200": USER_RESPONSE, **COMMON_ERRORS},
                 tags=["account"],
-                body=_json_body({"type": "object", "properties": {"name": {"type": "string"}}}),
             ),
         },
         "/api/user/password": {
@@ -250,13 +247,6 @@ def build_spec() -> dict[str, Any]:
                     ),
                 },
                 tags=["account"],
-                body=_json_body(
-                    {
-                        "type": "object",
-                        "required": ["current_password", "new_password"],
-                        "properties": {"current_password": {"type": "string"}, "new_password": {"type": "string"}},
-                    }
-                ),
             )
         },
         "/api/user/consent": {
@@ -264,9 +254,6 @@ def build_spec() -> dict[str, Any]:
                 "Give (true) or revoke (false) consent to face and voice analysis.",
                 {"200": USER_RESPONSE, **COMMON_ERRORS},
                 tags=["account"],
-                body=_json_body(
-                    {"type": "object", "required": ["consent"], "properties": {"consent": {"type": "boolean"}}}
-                ),
             )
         },
         "/api/user": {
@@ -280,26 +267,16 @@ def build_spec() -> dict[str, Any]:
             "get": _op(
                 "The user's API tokens (values are never shown again).",
                 {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Token"}}},
-                        }
-                    ),
+                    "200": _answer(answers.TokenList),
                     **COMMON_ERRORS,
                 },
                 tags=["tokens"],
             ),
             "post": _op(
                 "Create a personal API token; the value is in `token`, shown only now.",
-                {"201": _json({"$ref": "#/components/schemas/Token"}), **COMMON_ERRORS},
+                {"201": _answer(answers.Token), **COMMON_ERRORS},
                 tags=["tokens"],
-                body={
-                    "required": False,
-                    "content": {
-                        "application/json": {"schema": {"type": "object", "properties": {"name": {"type": "string"}}}}
-                    },
-                },
+                body_required=False,
             ),
         },
         "/api/tokens/{token_id}": {
@@ -307,7 +284,6 @@ def build_spec() -> dict[str, Any]:
                 "Revoke a token.",
                 {"204": {"description": "Revoked."}, "404": _error("No such token."), **COMMON_ERRORS},
                 tags=["tokens"],
-                params=[_path_id("token_id")],
             )
         },
         "/api/predict/text": {
@@ -315,13 +291,6 @@ def build_spec() -> dict[str, Any]:
                 "Emotion of a text (no consent needed).",
                 {"201": PREDICTION_CREATED, **PREDICT_ERRORS},
                 tags=["predict"],
-                body=_json_body(
-                    {
-                        "type": "object",
-                        "required": ["text"],
-                        "properties": {"text": {"type": "string", "maxLength": 5000}},
-                    }
-                ),
             )
         },
         "/api/predict/image": {
@@ -329,7 +298,6 @@ def build_spec() -> dict[str, Any]:
                 "Emotion of the face(s) in a photo (needs consent).",
                 {"201": PREDICTION_CREATED, **PREDICT_ERRORS},
                 tags=["predict"],
-                body=_multipart({"image": FILE}, ["image"]),
             )
         },
         "/api/predict/speech": {
@@ -338,7 +306,6 @@ def build_spec() -> dict[str, Any]:
                 "(Whisper-base) and analysed as text too, fused with the voice; the answer carries the transcript.",
                 {"201": PREDICTION_CREATED, **PREDICT_ERRORS},
                 tags=["predict"],
-                body=_multipart({"audio": FILE, "transcribe": TRANSCRIBE_FIELD}, ["audio"]),
             )
         },
         "/api/predict/multimodal": {
@@ -347,25 +314,6 @@ def build_spec() -> dict[str, Any]:
                 "and reported; weights as a JSON string or weight_face/weight_speech/weight_text fields.",
                 {"201": PREDICTION_CREATED, **PREDICT_ERRORS},
                 tags=["predict"],
-                body=_multipart(
-                    {
-                        "image": FILE,
-                        "audio": FILE,
-                        "text": {"type": "string"},
-                        "strategy": {
-                            "type": "string",
-                            "enum": list(STRATEGIES),
-                            "description": "Default: GET /api/models' default_strategy (calibrated when its "
-                            "temperatures are installed).",
-                        },
-                        "weights": {"type": "string", "description": 'JSON object, e.g. {"face": 0.5, "text": 0.5}'},
-                        "weight_face": {"type": "number"},
-                        "weight_speech": {"type": "number"},
-                        "weight_text": {"type": "number"},
-                        "transcribe": TRANSCRIBE_FIELD,
-                    },
-                    [],
-                ),
             )
         },
         "/api/predict/video": {
@@ -382,15 +330,6 @@ def build_spec() -> dict[str, Any]:
                 "`transcriber_unavailable`.",
                 {"201": PREDICTION_CREATED, **PREDICT_ERRORS},
                 tags=["predict"],
-                body=_multipart(
-                    {
-                        "video": FILE,
-                        "strategy": {"type": "string", "enum": list(STRATEGIES)},
-                        "weights": {"type": "string", "description": 'JSON object, e.g. {"face": 0.6, "speech": 0.4}'},
-                        "transcribe": VIDEO_TRANSCRIBE_FIELD,
-                    },
-                    ["video"],
-                ),
             )
         },
         "/api/jobs": {
@@ -402,21 +341,15 @@ def build_spec() -> dict[str, Any]:
                 "With transcribe=true recordings and clips are transcribed and their words fused; without a "
                 "transcriber the items keep their voice/face result and results.csv's transcript_note says why.",
                 {
-                    "202": _json({"$ref": "#/components/schemas/Job"}, "Queued; poll the Location URL."),
+                    "202": _answer(answers.Job, "Queued; poll the Location URL."),
                     **PREDICT_ERRORS,
                 },
                 tags=["jobs"],
-                body=_multipart({"file": FILE, "transcribe": JOB_TRANSCRIBE_FIELD}, ["file"]),
             ),
             "get": _op(
                 "The user's jobs, newest first (at most 50).",
                 {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}},
-                        }
-                    ),
+                    "200": _answer(answers.JobList),
                     **COMMON_ERRORS,
                 },
                 tags=["jobs"],
@@ -425,20 +358,18 @@ def build_spec() -> dict[str, Any]:
         "/api/jobs/{job_id}": {
             "get": _op(
                 "A job's status, progress (done/total), failures with their reasons and ETA (another user's: 404).",
-                {"200": _json({"$ref": "#/components/schemas/Job"}), "404": _error("Not found."), **COMMON_ERRORS},
+                {"200": _answer(answers.Job), "404": _error("Not found."), **COMMON_ERRORS},
                 tags=["jobs"],
-                params=[_path_id("job_id")],
             ),
             "delete": _op(
                 "Cancel a queued or running job: the worker stops before its next item; stored items stay.",
                 {
-                    "200": _json({"$ref": "#/components/schemas/Job"}),
+                    "200": _answer(answers.Job),
                     "404": _error("Not found."),
                     "409": _error("`job_finished`: the job has already ended."),
                     **COMMON_ERRORS,
                 },
                 tags=["jobs"],
-                params=[_path_id("job_id")],
             ),
         },
         "/api/jobs/{job_id}/results.csv": {
@@ -451,53 +382,32 @@ def build_spec() -> dict[str, Any]:
                     **COMMON_ERRORS,
                 },
                 tags=["jobs"],
-                params=[_path_id("job_id")],
             )
         },
         "/api/predictions": {
             "get": _op(
                 "The user's predictions, newest first, paginated and filtered.",
                 {
-                    "200": _json(
-                        {
-                            "type": "object",
-                            "properties": {
-                                "items": {"type": "array", "items": {"$ref": "#/components/schemas/Prediction"}},
-                                "page": {"type": "integer"},
-                                "per_page": {"type": "integer"},
-                                "total": {"type": "integer"},
-                                "pages": {"type": "integer"},
-                                "next_cursor": {"type": ["string", "null"], "description": "Pass as `cursor`."},
-                            },
-                        }
-                    ),
+                    "200": _answer(answers.PredictionPage),
                     **COMMON_ERRORS,
                 },
                 tags=["history"],
-                params=[
-                    _query("page", {"type": "integer", "minimum": 1}, "Page number (from 1)."),
-                    _query("per_page", {"type": "integer", "minimum": 1, "maximum": 100}, "Items per page."),
-                    _query("cursor", {"type": "string"}, "The previous page's next_cursor: the rows right after it."),
-                    *FILTERS,
-                ],
             )
         },
         "/api/predictions/{prediction_id}": {
             "get": _op(
                 "One of the user's predictions (another user's id answers 404).",
                 {
-                    "200": _json({"$ref": "#/components/schemas/Prediction"}),
+                    "200": _answer(answers.Prediction),
                     "404": _error("Not found."),
                     **COMMON_ERRORS,
                 },
                 tags=["history"],
-                params=[_path_id("prediction_id")],
             ),
             "delete": _op(
                 "Delete one of the user's predictions.",
                 {"204": {"description": "Deleted."}, "404": _error("Not found."), **COMMON_ERRORS},
                 tags=["history"],
-                params=[_path_id("prediction_id")],
             ),
         },
         "/api/predictions/export.csv": {
@@ -509,22 +419,13 @@ def build_spec() -> dict[str, Any]:
                     **COMMON_ERRORS,
                 },
                 tags=["history"],
-                params=[
-                    *FILTERS,
-                    _query(
-                        "timeline",
-                        {"type": "string", "enum": ["1"]},
-                        "1: the video predictions' timelines instead, one row per time step.",
-                    ),
-                ],
             )
         },
         "/api/statistics": {
             "get": _op(
                 "Counts per emotion, modality, kind and UTC day, and the average confidence.",
-                {"200": _json({"$ref": "#/components/schemas/Statistics"}), **COMMON_ERRORS},
+                {"200": _answer(answers.Statistics), **COMMON_ERRORS},
                 tags=["history"],
-                params=FILTERS,
             )
         },
         "/api/models": {
@@ -555,6 +456,51 @@ def build_spec() -> dict[str, Any]:
             )
         },
     }
+
+
+def _merge(generated: dict[str, Any], written: dict[str, Any]) -> dict[str, Any]:
+    """A generated operation (parameters, request body) with what it answers, as written here."""
+    # The views' docstrings are written for maintainers: the summaries here are for clients.
+    operation = {key: generated[key] for key in ("operationId", "parameters", "requestBody") if generated.get(key)}
+    extra_params = written.get("parameters", [])
+    operation.update({k: v for k, v in written.items() if k not in ("parameters", "body_required")})
+    parameters = [*operation.get("parameters", []), *extra_params]
+    for parameter in parameters:
+        if not parameter.get("description"):
+            parameter.pop("description", None)
+    if parameters:
+        operation["parameters"] = parameters
+    body = operation.get("requestBody")
+    if body is not None:
+        body["required"] = written.get("body_required", True)
+        if "application/json" in body["content"] and "415" not in operation["responses"]:
+            operation["responses"] = {**operation["responses"], "415": JSON_415}
+    return operation
+
+
+def _document_app() -> Flask:
+    """An app with just the documented blueprints, for a document asked for outside a request."""
+    from web import api, health
+
+    app = Flask("moodlens-openapi")
+    app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp)
+    return app
+
+
+def build_spec(app: Flask | None = None) -> dict[str, Any]:
+    """The OpenAPI document served at /api/openapi.json."""
+    if app is None:
+        app = current_app._get_current_object() if has_app_context() else _document_app()  # type: ignore[attr-defined]
+    generated = api_spec.generate(app)
+    written = _operations()
+    paths: dict[str, Any] = {}
+    for path, methods in generated["paths"].items():
+        if not path.startswith(DOCUMENTED_PREFIXES):
+            continue
+        for method, operation in methods.items():
+            if method in written.get(path, {}):
+                paths.setdefault(path, {})[method] = _merge(operation, written[path][method])
     return {
         "openapi": "3.1.0",
         "info": {
@@ -576,203 +522,6 @@ def build_spec() -> dict[str, Any]:
                 "bearerAuth": {"type": "http", "scheme": "bearer", "description": "Personal API token."},
                 "cookieAuth": {"type": "apiKey", "in": "cookie", "name": "session"},
             },
-            "schemas": _schemas(),
-        },
-    }
-
-
-def _openapi_path(rule: str) -> str:
-    """A Flask rule ("/api/tokens/<int:token_id>") as an OpenAPI path ("/api/tokens/{token_id}")."""
-    return re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule)
-
-
-#: What the app checks itself with more precise codes: missing fields (invalid_email,
-#: missing_credentials, ...) and lengths (413 with the configured limit).
-_LEFT_TO_THE_ROUTES = frozenset({"required", "maxLength"})
-
-
-@functools.lru_cache(maxsize=64)
-def _body_validator(path: str, method: str) -> Any:
-    import jsonschema
-
-    operation = build_spec()["paths"].get(path, {}).get(method.lower(), {})
-    schema = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
-    if schema is None:
-        return None
-    validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    return validator_class(schema)
-
-
-def json_body_problem(rule: str, method: str, body: dict[str, Any]) -> str | None:
-    """Why ``body`` does not fit the operation's documented JSON schema (types, null), or None."""
-    validator = _body_validator(_openapi_path(rule), method)
-    if validator is None:
-        return None
-    for error in sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path)):
-        if error.validator in _LEFT_TO_THE_ROUTES:
-            continue
-        where = ".".join(str(part) for part in error.absolute_path) or "body"
-        return f"{where}: {error.message}"[:300]
-    return None
-
-
-def _schemas() -> dict[str, Any]:
-    nullable_str = {"type": ["string", "null"]}
-    return {
-        "Error": {
-            "type": "object",
-            "required": ["error"],
-            "properties": {
-                "error": {
-                    "type": "object",
-                    "required": ["code", "message"],
-                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-                }
-            },
-        },
-        "User": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "integer"},
-                "email": {"type": "string"},
-                "name": {"type": "string"},
-                "created_at": {"type": "string", "format": "date-time"},
-                "consent_given": {"type": "boolean"},
-                "consent_given_at": {"type": ["string", "null"], "format": "date-time"},
-            },
-        },
-        "Token": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "integer"},
-                "name": {"type": "string"},
-                "prefix": {"type": "string"},
-                "token": {"type": "string", "description": "Only in the creation response."},
-                "created_at": {"type": "string"},
-                "last_used_at": nullable_str,
-                "revoked_at": nullable_str,
-                "active": {"type": "boolean"},
-            },
-        },
-        "ModalityResult": {
-            "type": "object",
-            "properties": {
-                "modality": {"type": "string", "enum": list(MODALITIES)},
-                "status": {"type": "string", "enum": ["used", "dropped"]},
-                "emotion": {"type": ["string", "null"], "enum": [*EMOTIONS, None]},
-                "confidence": {"type": ["number", "null"]},
-                "probabilities": {"oneOf": [PROBS, {"type": "null"}]},
-                "model_name": nullable_str,
-                "model_version": nullable_str,
-                "latency_ms": {"type": ["number", "null"]},
-                "details": {
-                    "type": "object",
-                    "description": (
-                        "Face: faces[i].box [x, y, w, h] and image {width, height}; speech: attention [{time, weight}] "
-                        "(≤ 200 points) and duration_seconds."
-                    ),
-                },
-                "input_summary": {
-                    "type": "object",
-                    "description": "file_name, media_type, size_bytes, duration_seconds (audio) or text (text).",
-                },
-                "error": {
-                    "type": ["object", "null"],
-                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-                },
-            },
-        },
-        "Prediction": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "integer"},
-                "created_at": {"type": "string", "format": "date-time"},
-                "kind": {"type": "string", "enum": list(KINDS)},
-                "emotion": {"type": "string", "enum": list(EMOTIONS)},
-                "confidence": {"type": "number"},
-                "probabilities": PROBS,
-                "fusion": {
-                    "type": ["object", "null"],
-                    "properties": {
-                        "strategy": {"type": "string"},
-                        "weights": {"type": "object"},
-                        "explanation": {"type": "object"},
-                    },
-                },
-                "modalities": {"type": "array", "items": {"$ref": "#/components/schemas/ModalityResult"}},
-                "transcript": {
-                    "type": ["object", "null"],
-                    "description": "What was said, when the recording was transcribed (stored with the prediction).",
-                    "properties": {
-                        "text": {"type": "string"},
-                        "language": {"type": "string"},
-                        "language_probability": {"type": ["number", "null"]},
-                        "duration_seconds": {"type": ["number", "null"]},
-                        "segments": {
-                            "type": "array",
-                            "items": {
-                                "type": "object",
-                                "properties": {
-                                    "start": {"type": "number"},
-                                    "end": {"type": "number"},
-                                    "text": {"type": "string"},
-                                },
-                            },
-                        },
-                        "used_as_text": {"type": "boolean"},
-                        "model_name": {"type": ["string", "null"]},
-                        "model_version": {"type": ["string", "null"]},
-                    },
-                },
-                "video": {
-                    "type": ["object", "null"],
-                    "description": "Only for kind video: timeline steps (time, start, end, face, voice, fused "
-                    "probabilities or null with face_status/voice_status; words {text, probabilities, gated_out} "
-                    "when transcribed), counts, model_versions, thumbnails.",
-                },
-            },
-        },
-        "Job": {
-            "type": "object",
-            "properties": {
-                "id": {"type": "integer"},
-                "status": {"type": "string", "enum": ["queued", "running", "done", "failed", "cancelled"]},
-                "source": {"type": "string", "enum": ["zip", "csv"]},
-                "file_name": {"type": ["string", "null"]},
-                "total": {"type": "integer"},
-                "done": {"type": "integer", "description": "Items finished, successfully or not."},
-                "succeeded": {"type": "integer"},
-                "failed": {"type": "integer"},
-                "progress": {"type": "number"},
-                "eta_seconds": {"type": ["number", "null"]},
-                "failures": {"type": "array", "items": {"type": "object"}},
-                "transcribe": {"type": "boolean", "description": "Recordings and clips are transcribed."},
-                "error": {"type": ["object", "null"]},
-                "created_at": {"type": "string", "format": "date-time"},
-                "started_at": {"type": ["string", "null"], "format": "date-time"},
-                "finished_at": {"type": ["string", "null"], "format": "date-time"},
-                "links": {"type": "object"},
-            },
-        },
-        "Statistics": {
-            "type": "object",
-            "properties": {
-                "total": {"type": "integer"},
-                "average_confidence": {"type": ["number", "null"]},
-                "by_emotion": {"type": "object"},
-                "by_modality": {"type": "object"},
-                "by_kind": {"type": "object"},
-                "by_day": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "properties": {
-                            "date": {"type": "string", "format": "date"},
-                            "count": {"type": "integer"},
-                            "by_emotion": {"type": "object"},
-                        },
-                    },
-                },
-            },
+            "schemas": {**generated["components"]["schemas"], **answers.answer_schemas()},
         },
     }

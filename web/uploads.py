@@ -17,6 +17,7 @@ from werkzeug.utils import secure_filename
 
 from errors import InputTooLarge, InvalidInput, UnsupportedMediaType, UnusableInput
 from services.analysis import MediaInput
+from web.schemas import text_limit
 
 #: What the face preprocessing decodes; GIF and TIFF are recognised only to name them in the 415.
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp")
@@ -176,7 +177,7 @@ def check_text(value: Any, *, field: str = "text") -> str:
         raise InvalidInput(f"'{field}' must be a string.", code="invalid_text")
     if not value.strip():
         raise UnusableInput("The text is empty; write something to analyse.", code="empty_text")
-    limit = int(current_app.config.get("MAX_TEXT_CHARS", 5000))
+    limit = text_limit()  # the document's maxLength too
     if len(value) > limit:
         raise InputTooLarge(f"The text has {len(value)} characters; the limit is {limit}.", code="text_too_long")
     return value
@@ -228,47 +229,3 @@ def form_or_json() -> dict[str, Any]:
     raise UnsupportedMediaType(
         "Send JSON ('Content-Type: application/json') or a form (multipart/form-data).", code="unsupported_body"
     )
-
-
-def parse_weights(fields: dict[str, Any]) -> dict[str, float] | None:
-    """Fusion weights from a JSON string ``weights`` or the fields weight_face/weight_speech/weight_text."""
-    from inference.labels import MODALITIES
-
-    raw = fields.get("weights")
-    weights: dict[str, Any] = {}
-    if isinstance(raw, dict):
-        weights = raw
-    elif isinstance(raw, str) and raw.strip():
-        try:
-            weights = json.loads(raw)
-        except (ValueError, RecursionError):
-            weights = None  # type: ignore[assignment]
-        if not isinstance(weights, dict):
-            raise _invalid_fusion('weights must be a JSON object like {"face": 0.5, "speech": 0.2, "text": 0.3}.')
-    elif raw not in (None, ""):
-        raise _invalid_fusion("weights must be a JSON object.")
-    for modality in MODALITIES:
-        value = fields.get(f"weight_{modality}")
-        if value not in (None, ""):
-            weights[modality] = value
-    if not weights:
-        return None
-    clean: dict[str, float] = {}
-    for key, value in weights.items():
-        if key not in MODALITIES:
-            raise _invalid_fusion(f"Unknown modality {key!r} in weights; use {', '.join(MODALITIES)}.")
-        try:
-            clean[key] = float(value)
-        except (TypeError, ValueError, OverflowError):
-            raise _invalid_fusion(f"The weight for {key} must be a number.") from None
-    return clean
-
-
-def _invalid_fusion(message: str) -> Exception:
-    """422 like the fusion engine's own InvalidFusionOptions (imported lazily: it may not exist yet)."""
-    try:
-        from inference.fusion import InvalidFusionOptions
-
-        return InvalidFusionOptions(message)
-    except ImportError:
-        return UnusableInput(message, code="invalid_fusion_options")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import select
@@ -20,7 +20,7 @@ from database.models import (
 )
 from inference.labels import EMOTIONS, MODALITIES
 from services.accounts import isoformat
-from services.predictions.filters import sql_conditions
+from services.predictions.filters import HistoryFilters, sql_conditions
 
 EXPORT_CHUNK = 1000
 
@@ -134,7 +134,7 @@ def export_row(prediction: Any, rows: list[Any], transcript: Any = None) -> list
     return [spreadsheet_safe(v) for v in row]
 
 
-def export_csv(session: Session, user_id: int, filters: Mapping[str, Any] | None = None) -> Iterator[str]:
+def export_csv(session: Session, user_id: int, filters: HistoryFilters | None = None) -> Iterator[str]:
     """The user's history (all of it, or what ``filters`` from :func:`parse_filters` keep) as CSV
     text chunks, oldest first, streamed in batches.
 
@@ -147,7 +147,7 @@ def export_csv(session: Session, user_id: int, filters: Mapping[str, Any] | None
     buffer.write("\ufeff")
     writer.writerow(export_header())
     yield buffer.getvalue()
-    conditions = sql_conditions(user_id, filters or {})
+    conditions = sql_conditions(user_id, filters or HistoryFilters())
     last_id = 0
     while True:
         predictions = session.execute(

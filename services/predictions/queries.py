@@ -20,16 +20,18 @@ from database.models import (
 )
 from errors import InvalidInput
 from inference.labels import EMOTIONS, MODALITIES
-from services.predictions.filters import parse_filters, positive_int, sql_conditions, tally_conditions
+from services.predictions.filters import (
+    DEFAULT_PER_PAGE,
+    HistoryFilters,
+    HistoryPage,
+    parse_filters,
+    sql_conditions,
+    tally_conditions,
+)
 from services.predictions.serialize import prediction_to_dict
 
-MAX_PER_PAGE = 100
 
-
-DEFAULT_PER_PAGE = 20
-
-
-def count_predictions(session: Session, user_id: int, filters: Mapping[str, Any]) -> int:
+def count_predictions(session: Session, user_id: int, filters: HistoryFilters) -> int:
     """How many predictions the filters keep: summed from the daily tallies where they can
     answer (O(days)), counted in the index otherwise."""
     tally = tally_conditions(user_id, filters)
@@ -54,21 +56,21 @@ def _decode_cursor(value: str) -> tuple[dt.datetime, int]:
         raise InvalidInput(message, code="invalid_pagination") from None
 
 
-def list_predictions(session: Session, user_id: int, args: Mapping[str, Any]) -> dict[str, Any]:
+def list_predictions(session: Session, user_id: int, query: HistoryPage | Mapping[str, Any]) -> dict[str, Any]:
     """One page of the user's history, newest first, with total and page count.
 
     ``page`` pages by offset; ``cursor`` (the ``next_cursor`` of the previous page) continues
     right after that page's last row, as cheap on page 5,000 as on page 1 (keyset pagination
     on the (user_id, created_at, id) index).
     """
-    page = positive_int(args.get("page"), "page", 1, 1_000_000)
-    per_page = positive_int(args.get("per_page"), "per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE)
-    filters = parse_filters(args)
+    filters = query if isinstance(query, HistoryPage) else parse_filters(query, HistoryPage)
+    page = filters.page or 1
+    per_page = filters.per_page or DEFAULT_PER_PAGE
     conditions = sql_conditions(user_id, filters)
     # Two steps: the page's ids from the covering (user_id, created_at, id) index alone (no row
     # is read for the rows skipped by an offset or a cursor), then those rows by primary key.
     query = select(Prediction.id).where(*conditions)
-    cursor = args.get("cursor")
+    cursor = filters.cursor
     if cursor:
         moment, pid = _decode_cursor(str(cursor))
         query = query.where(
@@ -102,13 +104,16 @@ def list_predictions(session: Session, user_id: int, args: Mapping[str, Any]) ->
     }
 
 
-def statistics(session: Session, user_id: int, args: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def statistics(
+    session: Session, user_id: int, filters: HistoryFilters | Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """Counts per emotion, modality, kind and day plus the average confidence (UTC days).
 
     Read from the daily tallies (two grouped queries over O(days) rows) whenever they answer
     the filters exactly; a modality filter or zoned date bounds scan the predictions instead.
     """
-    filters = parse_filters(args or {})
+    if not isinstance(filters, HistoryFilters):
+        filters = parse_filters(filters)
     tally = tally_conditions(user_id, filters)
     if tally is None:
         return _statistics_from_rows(session, user_id, filters)
@@ -169,7 +174,7 @@ def _statistics_answer(day_rows: Any, by_kind: dict[str, int], by_modality: dict
     }
 
 
-def _statistics_from_rows(session: Session, user_id: int, filters: Mapping[str, Any]) -> dict[str, Any]:
+def _statistics_from_rows(session: Session, user_id: int, filters: HistoryFilters) -> dict[str, Any]:
     """Statistics grouped straight from the predictions (filters the tallies cannot answer)."""
     conditions = sql_conditions(user_id, filters)
     day = func.date(Prediction.created_at)
