@@ -10,8 +10,6 @@ every model is loaded, and a prediction that arrives earlier gets 503 ``model_lo
 
 from __future__ import annotations
 
-import importlib
-import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,41 +20,19 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from config import build_config, check_rate_limit_storage, load_dotenv_file
 from database import session as db_session
-from inference.labels import MODALITIES
+from database.migrate import upgrade
 from inference.registry import RecognizerRegistry
 from security import init_security, limiter, login_manager
 from services import accounts
-from services.analysis import REGISTRY_KEY, preload_transcriber
-from web import context
+from services.analysis import REGISTRY_KEY, get_fusion_engine, preload_transcriber
+from web import api, context, health, pages
 from web.errors import json_error, register_error_handlers, wants_json
 from web.logs import configure_logging, init_request_logging
 
-log = logging.getLogger("moodlens.app")
-
-#: Where each modality's recogniser class lives (imported lazily, tolerated while missing).
-RECOGNIZER_CLASSES: dict[str, tuple[str, str]] = {
-    "face": ("inference.face", "FaceRecognizer"),
-    "speech": ("inference.speech", "SpeechRecognizer"),
-    "text": ("inference.text", "TextRecognizer"),
-}
-
 
 def build_registry(models_dir: str | Path) -> RecognizerRegistry:
-    """The bundled recognisers; a modality whose code or model is missing answers 503 later."""
-    try:
-        return RecognizerRegistry.from_models_dir(models_dir)
-    except ImportError:
-        pass
-    recognizers = {}
-    for modality in MODALITIES:
-        module_name, class_name = RECOGNIZER_CLASSES[modality]
-        try:
-            cls = getattr(importlib.import_module(module_name), class_name)
-        except (ImportError, AttributeError) as exc:
-            log.warning("event=recognizer_missing modality=%s error=%r", modality, str(exc))
-            continue
-        recognizers[modality] = cls(Path(models_dir) / modality)
-    return RecognizerRegistry(recognizers)
+    """The bundled recognisers; a modality whose model files are missing answers 503 later."""
+    return RecognizerRegistry.from_models_dir(models_dir)
 
 
 def create_app(config: Mapping[str, Any] | None = None, *, registry: RecognizerRegistry | None = None) -> Flask:
@@ -87,8 +63,6 @@ def create_app(config: Mapping[str, Any] | None = None, *, registry: RecognizerR
         options={key: app.config.get(key) for key in db_session.ENGINE_OPTIONS},
     )
     if app.config.get("AUTO_MIGRATE"):
-        from database.migrate import upgrade
-
         upgrade(database.url)
     db_session.init_app(app, database)
 
@@ -107,11 +81,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, registry: RecognizerR
 
 def _preload_fusion(app: Flask) -> None:
     """Read the fusion artefacts (temperatures, the stacker graph) with the models."""
-    from services.analysis import get_fusion_engine
-
     engine = get_fusion_engine(app)
-    if engine is None:
-        return
     engine.unavailable_strategies()  # reads temperatures.json
     if engine.stacker_available():
         engine.stacker  # noqa: B018  (loads the ONNX stacker once)
@@ -134,16 +104,9 @@ def _init_login(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from web import api, health
-
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
     limiter.exempt(health.bp)  # probes from orchestrators must never be throttled
-    try:
-        from web import pages
-    except ImportError as exc:  # the HTML side is optional for API-only deployments
-        log.warning("event=pages_unavailable error=%r", str(exc))
-        return
     app.register_blueprint(pages.bp)
     login_manager.login_view = "pages.login"
 

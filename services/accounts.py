@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -30,7 +31,7 @@ from database.models import (
     utcnow,
 )
 from errors import EmotionAppError, InvalidInput
-from security import check_password, hash_password, hash_token, new_api_token, password_problems
+from security import burn_password_check, check_password, hash_password, hash_token, new_api_token, password_problems
 
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 MAX_EMAIL_LENGTH = 254
@@ -142,8 +143,6 @@ def authenticate(session: Session, email: Any, password: Any, *, now: dt.datetim
     permanent lock an attacker could put on a known address (OWASP's advice). Unknown emails
     and wrong passwords get the same message.
     """
-    from security import burn_password_check
-
     now = now or utcnow()
     wrong = InvalidCredentials("The email address or password is incorrect.")
     if not isinstance(email, str) or not isinstance(password, str) or not email.strip() or not password:
@@ -162,8 +161,6 @@ def authenticate(session: Session, email: Any, password: Any, *, now: dt.datetim
 
 
 def _throttle_settings() -> tuple[int, int, int]:
-    from flask import current_app
-
     free = int(current_app.config.get("LOGIN_MAX_FAILURES", 5))
     base = int(current_app.config.get("LOGIN_LOCK_SECONDS", 60))
     ceiling = int(current_app.config.get("LOGIN_LOCK_MAX_SECONDS", 3600))
@@ -234,8 +231,6 @@ def start_login_session(session: Session, user: User) -> str:
     Rows of the account older than the longest a cookie can live (the remember cookie's
     duration, 365 days by default) are deleted on the way: no cookie can name them any more.
     """
-    from flask import current_app
-
     now = utcnow()
     longest = current_app.config.get("REMEMBER_COOKIE_DURATION") or dt.timedelta(days=365)
     if not isinstance(longest, dt.timedelta):

@@ -24,7 +24,10 @@ from sqlalchemy.orm import Session
 
 from database.models import Prediction, User, utcnow
 from errors import EmotionAppError, InvalidInput, ModelLoading, ModelUnavailable, UnusableInput
+from inference.fusion import DEFAULT_STRATEGY, STRATEGIES, FusionEngine
+from inference.predictor import MultimodalEmotionPredictor
 from inference.registry import RecognizerRegistry
+from inference.transcriber import TEXT_LANGUAGE, Transcriber
 from services.predictions.store import find_by_idempotency_key, store_prediction
 
 log = logging.getLogger(__name__)
@@ -85,7 +88,7 @@ def get_registry(app: Flask) -> RecognizerRegistry:
     return app.extensions[REGISTRY_KEY]
 
 
-def get_predictor(app: Flask) -> Any:
+def get_predictor(app: Flask) -> MultimodalEmotionPredictor:
     """The app's MultimodalEmotionPredictor, built on first use (models still load lazily)."""
     predictor = app.extensions.get(PREDICTOR_KEY)
     if predictor is not None:
@@ -93,33 +96,22 @@ def get_predictor(app: Flask) -> Any:
     with _predictor_lock:
         predictor = app.extensions.get(PREDICTOR_KEY)
         if predictor is None:
-            try:
-                from inference.fusion import FusionEngine
-                from inference.predictor import MultimodalEmotionPredictor
-            except ImportError as exc:
-                log.error("event=predictor_import_failed error=%r", str(exc))
-                raise ModelUnavailable("The emotion predictor is not installed; predictions are unavailable.") from exc
             fusion = FusionEngine.from_models_dir(app.config["MODELS_DIR"])
             predictor = MultimodalEmotionPredictor(get_registry(app), fusion)
             app.extensions[PREDICTOR_KEY] = predictor
     return predictor
 
 
-def get_fusion_engine(app: Flask) -> Any:
-    """The fusion engine of the app's predictor (one per process), or None when none is installed."""
-    try:
-        return get_predictor(app).fusion
-    except ModelUnavailable:
-        return None
+def get_fusion_engine(app: Flask) -> FusionEngine:
+    """The fusion engine of the app's predictor (one per process; its artefacts load on first use)."""
+    return get_predictor(app).fusion
 
 
 def fusion_offer(app: Flask) -> tuple[str, list[str]]:
     """``(default strategy, unavailable strategies)`` for this server: the default is calibrated,
     or the first installed strategy when calibrated's temperatures are missing."""
-    from inference.fusion import DEFAULT_STRATEGY, STRATEGIES
-
     engine = get_fusion_engine(app)
-    unavailable = engine.unavailable_strategies() if engine is not None else ["calibrated", "stacker"]
+    unavailable = engine.unavailable_strategies()
     offered = [s for s in STRATEGIES if s not in unavailable]
     return (DEFAULT_STRATEGY if DEFAULT_STRATEGY in offered or not offered else offered[0]), unavailable
 
@@ -285,10 +277,8 @@ def analyse(
 
 
 # -- transcripts ---------------------------------------------------------------------------
-def build_transcriber(app: Flask) -> Any:
+def build_transcriber(app: Flask) -> Transcriber:
     """The process's transcriber (Whisper-base), its model joined into INSTANCE_DIR on first load."""
-    from inference.transcriber import Transcriber
-
     return Transcriber(
         Path(app.config["INSTANCE_DIR"]) / "whisper-base",
         compute_type=str(app.config.get("TRANSCRIBE_COMPUTE_TYPE") or "int8"),
@@ -296,7 +286,7 @@ def build_transcriber(app: Flask) -> Any:
     )
 
 
-def _transcriber(app: Flask) -> Any:
+def _transcriber(app: Flask) -> Transcriber:
     """The process's transcriber object, built once (its model loads separately)."""
     transcriber = app.extensions.get(TRANSCRIBER_KEY)
     if transcriber is None:
@@ -307,7 +297,7 @@ def _transcriber(app: Flask) -> Any:
     return transcriber
 
 
-def get_transcriber(app: Flask) -> Any:
+def get_transcriber(app: Flask) -> Transcriber:
     """The loaded transcriber; 503 ``model_loading`` while the background load has not reached
     it, 503 ``transcriber_unavailable`` when it is missing or its model failed the hash check."""
     if not app.config.get("TRANSCRIBE_ENABLED", True):
@@ -354,8 +344,6 @@ def transcribe_recording(
     Typed text wins (the transcript is only reported); another language than English, no
     words, or a recording without speech leave the text modality out with the reason.
     """
-    from inference.transcriber import TEXT_LANGUAGE
-
     transcriber = get_transcriber(app)
     max_seconds = float(app.config.get("MAX_AUDIO_SECONDS") or 60)
     try:

@@ -28,7 +28,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from database.models import JOB_FINISHED, PROBABILITY_COLUMNS, Job, JobItem, Prediction, User, utcnow
+from database.models import (
+    JOB_FINISHED,
+    PROBABILITY_COLUMNS,
+    Job,
+    JobItem,
+    ModalityResult,
+    Prediction,
+    Transcript,
+    User,
+    utcnow,
+)
 from database.session import get_database
 from errors import (
     EmotionAppError,
@@ -40,7 +50,12 @@ from errors import (
     UnusableInput,
 )
 from inference.labels import EMOTIONS
+from services import analysis, video
 from services.accounts import NotFound, database_id, isoformat
+from services.predictions.export import spreadsheet_safe
+from services.predictions.store import delete_prediction
+from services.queue import enqueue
+from web.uploads import sniff_media_type
 
 log = logging.getLogger(__name__)
 
@@ -177,9 +192,6 @@ def create_job(
 
     ``transcribe``: the recordings and clips are transcribed and their words fused like a
     single prediction's (texts of a CSV are words already)."""
-    from services.analysis import require_consent
-    from services.queue import enqueue
-
     if not data:
         raise UnusableInput("The uploaded file is empty.", code="empty_file")
     source = detect_source(data, file_name)
@@ -190,7 +202,7 @@ def create_job(
     try:
         items = zip_items(path, app.config) if source == "zip" else csv_items(data, app.config)
         if source == "zip":
-            require_consent(user, image=True, audio=True)
+            analysis.require_consent(user, image=True, audio=True)
     except EmotionAppError:
         path.unlink(missing_ok=True)
         raise
@@ -290,8 +302,6 @@ RESULTS_HEADER = (
 
 def _transcript_notes(session: Session, prediction_ids: list[int]) -> dict[int, tuple[str, str]]:
     """``{prediction id: (transcript text, why the words were left out)}`` for the job's predictions."""
-    from database.models import ModalityResult, Transcript
-
     if not prediction_ids:
         return {}
     notes: dict[int, tuple[str, str]] = {}
@@ -313,8 +323,6 @@ def _transcript_notes(session: Session, prediction_ids: list[int]) -> dict[int, 
 def results_csv(session: Session, job: Job) -> Iterator[str]:
     """One row per finished item, in upload order: its prediction or its error, and the words
     heard in it (``transcript``) or why they were left out (``transcript_note``)."""
-    from services.predictions.export import spreadsheet_safe
-
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     buffer.write("\ufeff")
@@ -368,9 +376,6 @@ MEDIA_KINDS = {
 
 
 def _analyse_member(app: Flask, session: Session, user: User, *, job: Job, item: Item, data: bytes) -> Prediction:
-    from services import analysis, video
-    from web.uploads import sniff_media_type
-
     if any(data.startswith(magic) for magic in ARCHIVE_MAGIC):
         raise UnsupportedMediaType("Archives inside the archive are not opened.", code="nested_archive")
     media_type = sniff_media_type(data)
@@ -471,10 +476,8 @@ def _run_item(
                 data = _read_member(archive, item, limit)
                 prediction = _analyse_member(app, session, user, job=job, item=item, data=data)
             else:
-                from services.analysis import analyse
-
                 summary = {"text": item.text, "characters": len(item.text or ""), "job_id": job.id, "id": item.name}
-                prediction = analyse(app, session, user, kind="text", text=item.text, text_summary=summary)
+                prediction = analysis.analyse(app, session, user, kind="text", text=item.text, text_summary=summary)
             prediction_id = prediction.id
         except EmotionAppError as exc:
             session.rollback()
@@ -507,8 +510,6 @@ def _run_item(
     except IntegrityError:  # another run of the same job stored this item first: drop our copy
         session.rollback()
         if prediction_id is not None:
-            from services.predictions.store import delete_prediction
-
             delete_prediction(session, user.id, prediction_id, uploads_dir=None)
 
 

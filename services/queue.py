@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from huey import MemoryHuey, RedisHuey, SqliteHuey
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +31,6 @@ QUEUE_NAME = "moodlens-jobs"
 
 def build_huey(config: Any) -> Any:
     """The Huey instance the settings ask for (see the module docstring)."""
-    from huey import MemoryHuey, RedisHuey, SqliteHuey
-
     if config.get("JOBS_IMMEDIATE"):
         return MemoryHuey(QUEUE_NAME, immediate=True)
     url = (config.get("JOBS_BROKER_URL") or "").strip()
@@ -49,7 +48,7 @@ def init_queue(app: Flask) -> Any:
     # A job that hit a missing or still-loading model (503) is retried; stored items are skipped.
     @huey.task(name=TASK_NAME, retries=3, retry_delay=15)
     def run_job(job_id: int) -> None:
-        from services.jobs import run_job as run
+        from services.jobs import run_job as run  # services.jobs imports this module (enqueue)
 
         with app.app_context():
             run(app, job_id)

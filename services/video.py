@@ -16,6 +16,7 @@ windows as WAV bytes), so the clip is analysed by exactly the models single pred
 from __future__ import annotations
 
 import base64
+import csv
 import io
 import math
 import time
@@ -24,9 +25,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import soundfile
+from sqlalchemy import select
+from sqlalchemy.orm.attributes import set_committed_value
 
+from database.models import Prediction, VideoTimeline
 from errors import InputTooLarge, InvalidInput, UnusableInput
 from inference.labels import EMOTIONS
+from services.analysis import _keep_upload, get_predictor, recognizer_options, require_consent
+from services.predictions.export import spreadsheet_safe
+from services.predictions.filters import HistoryFilters, sql_conditions
+from services.predictions.serialize import to_jsonable
+from services.predictions.store import store_prediction
+from services.video_words import ClipWords, add_words, words_for_clip
 
 SPEECH_RATE = 16_000
 #: Frames are scaled down to this width before face detection (detection does not need more).
@@ -90,7 +101,7 @@ def decode_video(data: bytes, settings: VideoSettings) -> DecodedVideo:
     Raises 422 ``corrupt_video`` (FFmpeg cannot read it), 422 ``no_media_streams`` and 413
     ``video_too_long``; the upload checks answer 415 for files that are no media container.
     """
-    import av
+    import av  # the FFmpeg libraries load only when a clip is decoded
 
     if not data:
         raise InvalidInput("The uploaded video is empty.", code="empty_file")
@@ -194,8 +205,6 @@ def _thumbnail(image: Any) -> str:
 
 
 def _wav(signal: np.ndarray) -> bytes:
-    import soundfile
-
     buffer = io.BytesIO()
     soundfile.write(buffer, np.clip(signal, -1.0, 1.0), SPEECH_RATE, format="WAV", subtype="PCM_16")
     return buffer.getvalue()
@@ -440,12 +449,6 @@ def store_video(
     session: Any, user_id: int, result: Mapping[str, Any], video_summary: Mapping[str, Any], *, keep_thumbnails: bool
 ) -> Any:
     """Store a video result: a ``video`` prediction with its timeline row (thumbnails only when kept)."""
-    from sqlalchemy.orm.attributes import set_committed_value
-
-    from database.models import VideoTimeline
-    from services.predictions.serialize import to_jsonable
-    from services.predictions.store import store_prediction
-
     summaries: dict[str, dict[str, Any]] = {}
     for modality in ("face", "speech"):
         if modality in (result.get("individual_results") or {}) or modality in (result.get("dropped") or {}):
@@ -507,9 +510,6 @@ def analyse_upload(
     The clip itself stays in memory unless KEEP_UPLOADS is on (then it is kept like any
     upload, and so are the frame thumbnails).
     """
-    from services.analysis import _keep_upload, get_predictor, recognizer_options, require_consent
-    from services.video_words import ClipWords, add_words, words_for_clip
-
     require_consent(user, image=True, audio=True)
     keep = bool(app.config.get("KEEP_UPLOADS"))
     predictor = get_predictor(app)
@@ -536,14 +536,6 @@ def analyse_upload(
 
 def export_timeline_csv(session: Any, user_id: int, filters: Any = None) -> Any:
     """The user's video predictions (the history filters apply) as one CSV row per time step."""
-    import csv
-
-    from sqlalchemy import select
-
-    from database.models import Prediction, VideoTimeline
-    from services.predictions.export import spreadsheet_safe
-    from services.predictions.filters import HistoryFilters, sql_conditions
-
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     buffer.write("\ufeff")

@@ -22,6 +22,8 @@ import numpy as np
 
 from errors import InvalidInput, ModelLoading, ModelUnavailable, UnusableInput
 from inference.labels import EMOTIONS
+from inference.transcriber import TEXT_LANGUAGE
+from services.analysis import get_transcriber, recognizer_options
 
 
 def _probs(values: Any) -> dict[str, float]:
@@ -76,8 +78,6 @@ class ClipWords:
             return None
 
     def __call__(self, steps: list[dict[str, Any]], audio: np.ndarray | None) -> None:
-        from inference.transcriber import TEXT_LANGUAGE
-
         if audio is None or not len(audio) or not np.any(audio):
             self.dropped = reason("no_audio_track", "The clip has no sound, so no words were transcribed.")
             return
@@ -132,8 +132,6 @@ def words_for_clip(
     503 ``model_loading`` is raised (the caller retries); a transcriber or text model that is
     switched off, missing or refused answers the clip without words, with the reason.
     """
-    from services.analysis import get_transcriber, recognizer_options
-
     try:
         transcriber = get_transcriber(app)
         predictor.registry.require_loaded(["text"])

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from database.models import User
 from database.session import get_database, get_session
 from errors import EmotionAppError, InvalidInput
+from inference.fusion import DEFAULT_WEIGHTS, STRATEGIES
 from inference.labels import EMOTIONS, MODALITIES
 from security import (
     bearer_token,
@@ -32,6 +33,7 @@ from services import accounts, analysis, jobs, video
 from services.predictions import export as csv_export
 from services.predictions import queries, serialize, store
 from services.predictions.filters import ExportQuery, HistoryFilters, HistoryPage
+from web.health import public_model_status
 from web.openapi import api_spec, build_spec, validated
 from web.schemas import (
     ConsentBody,
@@ -520,21 +522,14 @@ def statistics() -> Response:
 @bp.get("/models")
 def models() -> Response:
     """Which modalities are bundled (and with which model), and the fusion strategies."""
-    from web.health import public_model_status
-
     registry = analysis.get_registry(current_app)
-    try:
-        from inference.fusion import DEFAULT_WEIGHTS, STRATEGIES
-
-        default_strategy, unavailable = analysis.fusion_offer(current_app)
-        fusion: dict[str, Any] = {
-            "strategies": list(STRATEGIES),
-            "default_strategy": default_strategy,
-            "default_weights": DEFAULT_WEIGHTS,
-            "unavailable_strategies": unavailable,
-        }
-    except ImportError:
-        fusion = {"strategies": [], "default_strategy": None, "default_weights": {}, "unavailable_strategies": []}
+    default_strategy, unavailable = analysis.fusion_offer(current_app)
+    fusion: dict[str, Any] = {
+        "strategies": list(STRATEGIES),
+        "default_strategy": default_strategy,
+        "default_weights": DEFAULT_WEIGHTS,
+        "unavailable_strategies": unavailable,
+    }
     return jsonify(
         {
             "emotions": list(EMOTIONS),

@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from database.session import is_outage
 from errors import EmotionAppError
+from security import login_manager
 
 log = logging.getLogger("moodlens.errors")
 
@@ -160,8 +161,6 @@ def register_error_handlers(app: Flask) -> None:
         )
         retry_after = str(int(app.config.get("DATABASE_RETRY_AFTER") or 5))
         if g.get("_login_user") is None:  # loading the user failed: the error page must not try again
-            from security import login_manager
-
             g._login_user = login_manager.anonymous_user()
         return respond(503, "database_unavailable", DATABASE_UNAVAILABLE, {"Retry-After": retry_after})
 

@@ -8,6 +8,7 @@ from wtforms import BooleanField, EmailField, Field, PasswordField, StringField,
 from wtforms.validators import DataRequired, EqualTo, Length, Optional, Regexp, ValidationError
 
 # The accounts service's own shape check, so the page refuses exactly what the API refuses.
+from security import password_problems
 from services.accounts import EMAIL_RE, MAX_EMAIL_LENGTH
 
 
@@ -47,8 +48,6 @@ class RegisterForm(FlaskForm):
 
     def validate_password(self, field: Field) -> None:
         """Name every broken rule at once, with the very function the accounts service uses."""
-        from security import password_problems
-
         problems = password_problems(field.data or "", self.email.data or "")
         if problems:
             raise ValidationError(" ".join(problems))

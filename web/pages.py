@@ -14,9 +14,13 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import current_user, login_required, login_user, logout_user
 from werkzeug.wrappers import Response
 
+from database.session import get_session
 from errors import EmotionAppError
+from inference.fusion import DEFAULT_WEIGHTS, STRATEGIES, WEIGHTED_STRATEGIES
 from inference.labels import EMOTIONS, MODALITIES
 from security import login_rate_limit, register_rate_limit
+from services import accounts
+from services.analysis import fusion_offer, get_registry
 from web.forms import LoginForm, RegisterForm
 
 bp = Blueprint("pages", __name__)
@@ -48,8 +52,6 @@ def _invalid_form_status(form: Any) -> int:
 
 
 def _db_session() -> Any:
-    from database.session import get_session
-
     return get_session()
 
 
@@ -80,17 +82,13 @@ def _login() -> str | Response:
     form.form_errors = []
     status = 200
     if form.validate_on_submit():
-        from services.accounts import authenticate
-
         try:
-            user = authenticate(_db_session(), form.email.data, form.password.data)
+            user = accounts.authenticate(_db_session(), form.email.data, form.password.data)
         except EmotionAppError as exc:
             form.form_errors.append(exc.message)
             status = exc.status
         else:
-            from services.accounts import start_login_session
-
-            start_login_session(_db_session(), user)
+            accounts.start_login_session(_db_session(), user)
             login_user(user, remember=bool(form.remember.data))
             flash(f"Welcome back, {user.display_name or user.email}.", "success")
             return redirect(next_url or url_for("pages.analyse"))
@@ -119,11 +117,9 @@ def _register() -> str | Response:
     form.form_errors = []
     status = 200
     if form.validate_on_submit():
-        from services.accounts import WeakPassword, register_user
-
         try:
-            user = register_user(_db_session(), form.email.data, form.password.data, form.name.data or None)
-        except WeakPassword as exc:
+            user = accounts.register_user(_db_session(), form.email.data, form.password.data, form.name.data or None)
+        except accounts.WeakPassword as exc:
             form.password.errors = list(exc.problems)
             status = exc.status
         except EmotionAppError as exc:
@@ -134,9 +130,7 @@ def _register() -> str | Response:
                 form.form_errors.append(exc.message)
             status = exc.status
         else:
-            from services.accounts import start_login_session
-
-            start_login_session(_db_session(), user)
+            accounts.start_login_session(_db_session(), user)
             login_user(user)
             flash("Your account is ready. Try an analysis below.", "success")
             return redirect(url_for("pages.analyse"))
@@ -148,10 +142,8 @@ def _register() -> str | Response:
 @bp.post("/logout")
 def logout() -> Response:
     """POST only (with the CSRF token), so a link elsewhere cannot log people out."""
-    from services.accounts import end_login_session
-
     if current_user.is_authenticated:
-        end_login_session(_db_session(), current_user._get_current_object())
+        accounts.end_login_session(_db_session(), current_user._get_current_object())
     logout_user()
     flash("You are logged out.", "success")
     return redirect(url_for("pages.landing"))
@@ -161,9 +153,7 @@ def logout() -> Response:
 @login_required
 def logout_everywhere() -> Response:
     """End every login session of the account (other browsers and remember cookies too)."""
-    from services.accounts import end_all_login_sessions
-
-    end_all_login_sessions(_db_session(), current_user._get_current_object())
+    accounts.end_all_login_sessions(_db_session(), current_user._get_current_object())
     logout_user()
     flash("You are logged out everywhere.", "success")
     return redirect(url_for("pages.landing"))
@@ -173,9 +163,6 @@ def logout_everywhere() -> Response:
 @login_required
 def analyse() -> str:
     """The five-tab analysis page; which models are installed is asked from /api/models."""
-    from inference.fusion import DEFAULT_WEIGHTS, STRATEGIES, WEIGHTED_STRATEGIES
-    from services.analysis import fusion_offer, get_registry
-
     # Strategies whose trained artefacts are missing are marked now instead of failing later.
     default_strategy, unavailable = fusion_offer(current_app)
     return render_template(

@@ -11,7 +11,9 @@ import io
 import json
 from typing import Any
 
+import soundfile
 from flask import current_app, request
+from PIL import Image, UnidentifiedImageError
 from werkzeug.datastructures import FileStorage
 from werkzeug.utils import secure_filename
 
@@ -71,8 +73,6 @@ def _summary(file: FileStorage, data: bytes, media_type: str) -> dict[str, Any]:
 
 def _check_image(data: bytes) -> dict[str, int]:
     """Width and height from the header; 413 beyond MAX_IMAGE_PIXELS, 415 if it does not parse."""
-    from PIL import Image, UnidentifiedImageError
-
     max_pixels = int(current_app.config.get("MAX_IMAGE_PIXELS", 40_000_000))
     try:
         with Image.open(io.BytesIO(data)) as image:
@@ -93,8 +93,6 @@ def _check_image(data: bytes) -> dict[str, int]:
 def _audio_duration(data: bytes) -> float | None:
     """Duration from the header for formats libsndfile reads cheaply (None when unknown)."""
     try:
-        import soundfile
-
         info = soundfile.info(io.BytesIO(data))
         if info.samplerate > 0 and info.frames > 0:
             return float(info.frames) / float(info.samplerate)
