@@ -21,6 +21,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from config import build_config, check_rate_limit_storage, load_dotenv_file
 from database import session as db_session
 from database.migrate import upgrade
+from inference.base import InputLimits
 from inference.registry import RecognizerRegistry
 from security import init_security, limiter, login_manager
 from services import accounts
@@ -30,9 +31,9 @@ from web.errors import json_error, register_error_handlers, wants_json
 from web.logs import configure_logging, init_request_logging
 
 
-def build_registry(models_dir: str | Path) -> RecognizerRegistry:
+def build_registry(models_dir: str | Path, limits: InputLimits | None = None) -> RecognizerRegistry:
     """The bundled recognisers; a modality whose model files are missing answers 503 later."""
-    return RecognizerRegistry.from_models_dir(models_dir)
+    return RecognizerRegistry.from_models_dir(models_dir, limits=limits)
 
 
 def create_app(config: Mapping[str, Any] | None = None, *, registry: RecognizerRegistry | None = None) -> Flask:
@@ -66,7 +67,12 @@ def create_app(config: Mapping[str, Any] | None = None, *, registry: RecognizerR
         upgrade(database.url)
     db_session.init_app(app, database)
 
-    app.extensions[REGISTRY_KEY] = registry or build_registry(app.config["MODELS_DIR"])
+    limits = InputLimits.from_config(app.config)
+    if registry is None:
+        registry = build_registry(app.config["MODELS_DIR"], limits)
+    else:  # a registry handed in (tests, tools) serves under this app's limits too
+        registry.set_limits(limits)
+    app.extensions[REGISTRY_KEY] = registry
     if app.config.get("PRELOAD_MODELS"):
         app.extensions[REGISTRY_KEY].start_loading(lambda: _preload_fusion(app), lambda: preload_transcriber(app))
 

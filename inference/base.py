@@ -67,6 +67,42 @@ class Prediction(EmotionProbabilities):
         }
 
 
+@dataclass(frozen=True)
+class InputLimits:
+    """The largest input the recognisers accept (None: the recogniser's own default).
+
+    Set on every recogniser when the registry is built from the configuration, so the models
+    refuse what the upload checks refuse, also for formats only a model's decoder can read.
+    """
+
+    max_pixels: int | None = None  # face: pixels of the decoded image
+    max_seconds: float | None = None  # speech: seconds of the decoded recording
+    max_chars: int | None = None  # text: characters
+
+    #: Which limit each modality's recogniser takes (the keyword of its ``_predict``).
+    BY_MODALITY: ClassVar[Mapping[str, str]] = {"face": "max_pixels", "speech": "max_seconds", "text": "max_chars"}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> InputLimits:
+        """The limits the app is configured with (MAX_IMAGE_PIXELS, MAX_AUDIO_SECONDS, MAX_TEXT_CHARS)."""
+
+        def read(key: str, cast: type) -> Any:
+            value = config.get(key)
+            return None if value is None else cast(value)
+
+        return cls(
+            max_pixels=read("MAX_IMAGE_PIXELS", int),
+            max_seconds=read("MAX_AUDIO_SECONDS", float),
+            max_chars=read("MAX_TEXT_CHARS", int),
+        )
+
+    def for_modality(self, modality: str) -> dict[str, int | float]:
+        """The keyword options ``modality``'s recogniser gets (empty when its limit is unset)."""
+        name = self.BY_MODALITY.get(modality)
+        value = getattr(self, name) if name else None
+        return {} if value is None else {name: value}  # type: ignore[dict-item]
+
+
 def normalise_probabilities(probs: np.ndarray) -> tuple[float, ...]:
     """Renormalise a float32 softmax row so it sums to 1 in float64."""
     row = np.asarray(probs, dtype=np.float64).reshape(NUM_EMOTIONS)
@@ -81,8 +117,10 @@ class Recognizer(ABC):
     #: Files (relative to ``model_dir``) that must exist for the model to be available.
     required_files: ClassVar[tuple[str, ...]] = (CARD_FILE,)
 
-    def __init__(self, model_dir: str | Path) -> None:
+    def __init__(self, model_dir: str | Path, *, limits: InputLimits | None = None) -> None:
         self.model_dir = Path(model_dir)
+        #: The input limits (the registry sets the configured ones); a call's own options win.
+        self.limits = limits or InputLimits()
         self._lock = threading.Lock()
         self._loaded = False
         self._card: dict[str, Any] | None = None
@@ -152,10 +190,13 @@ class Recognizer(ABC):
         """Raw input -> (7 probabilities, modality details). Raise ``EmotionAppError`` subclasses."""
 
     def predict(self, raw: Any, **options: Any) -> Prediction:
-        """Preprocess, infer and describe one raw input (bytes for media, str for text)."""
+        """Preprocess, infer and describe one raw input (bytes for media, str for text).
+
+        The recogniser's :attr:`limits` apply unless ``options`` name a limit themselves.
+        """
         self.load()
         started = time.perf_counter()
-        probabilities, details = self._predict(raw, **options)
+        probabilities, details = self._predict(raw, **{**self.limits.for_modality(self.modality), **options})
         latency_ms = (time.perf_counter() - started) * 1000.0
         return Prediction(
             modality=self.modality,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from errors import ModelLoading, ModelUnavailable
-from inference.base import Recognizer
+from inference.base import InputLimits, Recognizer
 from inference.labels import MODALITIES
 
 log = logging.getLogger("moodlens.models")
@@ -22,18 +22,20 @@ RETRY_AFTER_SECONDS = 2
 class RecognizerRegistry:
     """A mapping modality -> recogniser, with availability reporting for /readyz and the UI."""
 
-    def __init__(self, recognizers: Mapping[str, Recognizer]) -> None:
+    def __init__(self, recognizers: Mapping[str, Recognizer], *, limits: InputLimits | None = None) -> None:
         unknown = set(recognizers) - set(MODALITIES)
         if unknown:
             raise ValueError(f"unknown modalities: {sorted(unknown)}")
         self._recognizers = dict(recognizers)
+        if limits is not None:
+            self.set_limits(limits)
         self._loader: threading.Thread | None = None
         self._loader_lock = threading.Lock()
         self._load_seconds: float | None = None
         self._load_errors: dict[str, str | None] = {}
 
     @classmethod
-    def from_models_dir(cls, models_dir: str | Path) -> RecognizerRegistry:
+    def from_models_dir(cls, models_dir: str | Path, *, limits: InputLimits | None = None) -> RecognizerRegistry:
         """The bundled recognisers, one sub-folder of ``models_dir`` each (nothing loads yet)."""
         from inference.face import FaceRecognizer
         from inference.speech import SpeechRecognizer
@@ -45,8 +47,14 @@ class RecognizerRegistry:
                 "face": FaceRecognizer(root / "face"),
                 "speech": SpeechRecognizer(root / "speech"),
                 "text": TextRecognizer(root / "text"),
-            }
+            },
+            limits=limits,
         )
+
+    def set_limits(self, limits: InputLimits) -> None:
+        """Give every recogniser the configured input limits (the app does this for its registry)."""
+        for recognizer in self._recognizers.values():
+            recognizer.limits = limits
 
     def get(self, modality: str) -> Recognizer:
         """The recogniser for ``modality``; :class:`ModelUnavailable` when it is not bundled,

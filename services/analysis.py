@@ -10,7 +10,6 @@ or invent a prediction for a failed analysis.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import threading
 from collections.abc import Mapping
@@ -116,33 +115,6 @@ def fusion_offer(app: Flask) -> tuple[str, list[str]]:
     return (DEFAULT_STRATEGY if DEFAULT_STRATEGY in offered or not offered else offered[0]), unavailable
 
 
-#: Config limits handed to each recogniser (the names its ``_predict`` takes), so the models
-#: enforce the same limits as the upload checks, also for formats only they can decode.
-LIMIT_OPTIONS: dict[str, tuple[tuple[str, str, type], ...]] = {
-    "face": (("max_pixels", "MAX_IMAGE_PIXELS", int),),
-    "speech": (("max_seconds", "MAX_AUDIO_SECONDS", float),),
-    "text": (("max_chars", "MAX_TEXT_CHARS", int),),
-}
-
-
-def recognizer_options(app: Flask, modality: str) -> dict[str, Any]:
-    """The configured limits the modality's recogniser accepts (unknown names are left out)."""
-    try:
-        recognizer = get_registry(app).get(modality)
-    except EmotionAppError:
-        return {}  # the predictor raises the proper 503 itself
-    try:
-        parameters = inspect.signature(recognizer._predict).parameters
-    except (TypeError, ValueError):
-        return {}
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-    options = {}
-    for name, key, cast in LIMIT_OPTIONS.get(modality, ()):
-        if (takes_any or name in parameters) and app.config.get(key) is not None:
-            options[name] = cast(app.config[key])
-    return options
-
-
 def require_consent(user: User, *, image: bool, audio: bool) -> None:
     if (image or audio) and user.consent_given_at is None:
         what = " and ".join(x for x, given in (("face", image), ("voice", audio)) if given)
@@ -211,15 +183,15 @@ def analyse(
     if kind == "text":
         if text is None:
             raise InvalidInput("A text is required.", code="missing_text")
-        result = predictor.predict_from_text(text, **recognizer_options(app, "text"))
+        result = predictor.predict_from_text(text)
     elif kind == "image":
         if image is None:
             raise InvalidInput("An image is required.", code="missing_image")
-        result = predictor.predict_from_image(image.data, **recognizer_options(app, "face"))
+        result = predictor.predict_from_image(image.data)
     elif kind == "speech" and text is None:
         if audio is None:
             raise InvalidInput("An audio recording is required.", code="missing_audio")
-        result = predictor.predict_from_audio(audio.data, **recognizer_options(app, "speech"))
+        result = predictor.predict_from_audio(audio.data)
     elif kind in {"multimodal", "speech"}:  # a transcribed recording: voice + its words
         if image is None and audio is None and text is None:
             raise InvalidInput("Send at least one of image, audio or text.", code="no_input")
@@ -232,8 +204,6 @@ def analyse(
             kwargs["strategy"] = strategy
         if weights is not None:
             kwargs["weights"] = dict(weights)
-        given = [m for m, value in (("face", image), ("speech", audio), ("text", text)) if value is not None]
-        kwargs["options"] = {m: recognizer_options(app, m) for m in given}
         if transcript is not None and transcript.get("used_as_text"):
             kwargs["spoken_text"] = True  # neutral words must not drown the voice
         result = predictor.predict_multimodal(**kwargs)

@@ -32,7 +32,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from database.models import Prediction, VideoTimeline
 from errors import InputTooLarge, InvalidInput, UnusableInput
 from inference.labels import EMOTIONS
-from services.analysis import _keep_upload, get_predictor, recognizer_options, require_consent
+from services.analysis import _keep_upload, get_predictor, require_consent
 from services.predictions.export import spreadsheet_safe
 from services.predictions.filters import HistoryFilters, sql_conditions
 from services.predictions.serialize import to_jsonable
@@ -520,7 +520,6 @@ def analyse_upload(
         VideoSettings.from_config(app.config),
         strategy=strategy,
         weights=weights,
-        options={"face": recognizer_options(app, "face")},
         step_annotators=[words] if isinstance(words, ClipWords) else (),
     )
     if isinstance(words, ClipWords):

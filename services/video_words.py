@@ -23,7 +23,7 @@ import numpy as np
 from errors import InvalidInput, ModelLoading, ModelUnavailable, UnusableInput
 from inference.labels import EMOTIONS
 from inference.transcriber import TEXT_LANGUAGE
-from services.analysis import get_transcriber, recognizer_options
+from services.analysis import get_transcriber
 
 
 def _probs(values: Any) -> dict[str, float]:
@@ -59,21 +59,19 @@ class ClipWords:
         *,
         strategy: str,
         weights: Mapping[str, float] | None = None,
-        text_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.transcriber = transcriber
         self.text = text_recognizer
         self.fusion = fusion
         self.strategy = strategy
         self.weights = weights
-        self.text_options = dict(text_options or {})
         self.transcript: dict[str, Any] | None = None
         self.overall: Any = None
         self.dropped: dict[str, str] | None = None
 
     def _classify(self, text: str) -> Any:
         try:
-            return self.text.predict(text, **self.text_options)
+            return self.text.predict(text)  # under the text model's configured limits
         except (InvalidInput, UnusableInput):
             return None
 
@@ -146,7 +144,6 @@ def words_for_clip(
         predictor.fusion,
         strategy=strategy,
         weights=weights,
-        text_options=recognizer_options(app, "text"),
     )
 
 

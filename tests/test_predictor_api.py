@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from errors import InvalidInput, ModelUnavailable, UnusableInput
-from inference.base import Recognizer
+from inference.base import InputLimits, Recognizer
 from inference.fusion import FusionEngine, InvalidFusionOptions
 from inference.labels import EMOTIONS
 from inference.predictor import MultimodalEmotionPredictor
@@ -315,3 +315,25 @@ def test_a_model_that_fails_to_load_is_503_with_a_generic_message_and_the_cause_
     logged = [record for record in caplog.records if record.name == "inference.base"]
     assert logged and logged[0].exc_info is not None
     assert "is truncated" in str(logged[0].exc_info[1])
+
+
+def test_the_registry_gives_each_recogniser_its_own_configured_limit(recognizers):
+    limits = InputLimits.from_config({"MAX_IMAGE_PIXELS": "1000", "MAX_AUDIO_SECONDS": 2, "MAX_TEXT_CHARS": 50})
+    registry = RecognizerRegistry(recognizers, limits=limits)
+
+    for modality in ("face", "speech", "text"):
+        registry.get(modality).predict(b"raw")
+
+    assert recognizers["face"].calls[-1][1] == {"max_pixels": 1000}
+    assert recognizers["speech"].calls[-1][1] == {"max_seconds": 2.0}
+    assert recognizers["text"].calls[-1][1] == {"max_chars": 50}
+
+
+def test_a_limit_given_with_the_call_wins_and_an_unset_limit_is_left_to_the_recogniser(recognizers):
+    registry = RecognizerRegistry(recognizers, limits=InputLimits(max_seconds=60.0))
+
+    registry.get("speech").predict(b"window", max_seconds=3.0)
+    registry.get("text").predict("words")
+
+    assert recognizers["speech"].calls[-1][1] == {"max_seconds": 3.0}
+    assert recognizers["text"].calls[-1][1] == {}
