@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from inference.labels import EMOTIONS
+from inference.labels import EMOTIONS, KIND_MODALITIES
 
 #: Table options every table gets on MySQL/MariaDB (ignored by SQLite).
 MYSQL_TABLE_ARGS: dict[str, str] = {
@@ -44,7 +44,9 @@ MYSQL_TABLE_ARGS: dict[str, str] = {
 #: Column names of the seven probabilities, in EMOTIONS order.
 PROBABILITY_COLUMNS: tuple[str, ...] = tuple(f"p_{emotion}" for emotion in EMOTIONS)
 
-KINDS: tuple[str, ...] = ("text", "image", "speech", "multimodal", "video")
+#: The stored prediction kinds: those of the vocabulary in inference/labels.py.
+KINDS: tuple[str, ...] = tuple(KIND_MODALITIES)
+
 STATUS_USED = "used"
 STATUS_DROPPED = "dropped"
 

@@ -23,7 +23,7 @@ from typing import Any
 from errors import EmotionAppError, InvalidInput, UnusableInput
 from inference.base import Prediction
 from inference.fusion import DEFAULT_STRATEGY, FusionEngine
-from inference.labels import MODALITIES
+from inference.labels import MODALITIES, MODALITY_INPUTS
 from inference.registry import RecognizerRegistry
 
 logger = logging.getLogger(__name__)
@@ -70,11 +70,11 @@ class MultimodalEmotionPredictor:
 
     def predict_from_image(self, image: bytes | str | Path, **options: Any) -> dict[str, Any]:
         """Face emotion from image bytes or a path; raises the recogniser's error."""
-        return _single_result(self._run("face", _read_media(image, "image"), options))
+        return _single_result(self._run("face", _read_media(image, MODALITY_INPUTS["face"]), options))
 
     def predict_from_audio(self, audio: bytes | str | Path, **options: Any) -> dict[str, Any]:
         """Speech emotion from audio bytes or a path; raises the recogniser's error."""
-        return _single_result(self._run("speech", _read_media(audio, "audio"), options))
+        return _single_result(self._run("speech", _read_media(audio, MODALITY_INPUTS["speech"]), options))
 
     def predict_from_text(self, text: str, **options: Any) -> dict[str, Any]:
         """Text emotion; raises the recogniser's error (e.g. empty text)."""
@@ -133,7 +133,7 @@ class MultimodalEmotionPredictor:
                         raise InvalidInput(f"The text must be a string, not {type(raw).__name__}.")
                     payload = raw
                 else:
-                    payload = _read_media(raw, "image" if modality == "face" else "audio")
+                    payload = _read_media(raw, MODALITY_INPUTS[modality])
                 predictions[modality] = self._run(modality, payload, options.get(modality))
             except EmotionAppError as exc:
                 if len(inputs) == 1:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from database.models import Prediction, User, utcnow
 from errors import EmotionAppError, InvalidInput, ModelLoading, ModelUnavailable, UnusableInput
 from inference.fusion import DEFAULT_STRATEGY, STRATEGIES, FusionEngine
+from inference.labels import MODALITY_INPUTS
 from inference.predictor import MultimodalEmotionPredictor
 from inference.registry import RecognizerRegistry
 from inference.transcriber import TEXT_LANGUAGE, Transcriber
@@ -217,8 +218,9 @@ def analyse(
             summaries["speech"]["duration_seconds"] = round(float(duration), 3)
 
     if app.config.get("KEEP_UPLOADS"):
-        for name, modality, media in (("image", "face", image), ("audio", "speech", audio)):
+        for modality, media in (("face", image), ("speech", audio)):
             if media is not None:
+                name = MODALITY_INPUTS[modality]
                 kept = _keep_upload(app, user, f"{name}-{media.summary.get('file_name') or name}", media)
                 summaries[modality]["kept_file"] = kept
 

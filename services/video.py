@@ -31,7 +31,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from database.models import Prediction, VideoTimeline
 from errors import InputTooLarge, InvalidInput, UnusableInput
-from inference.labels import EMOTIONS
+from inference.labels import EMOTIONS, KIND_MODALITIES
 from services.analysis import _keep_upload, get_predictor, require_consent
 from services.predictions.export import spreadsheet_safe
 from services.predictions.filters import HistoryFilters, sql_conditions
@@ -254,7 +254,7 @@ def analyse_video(
     """
     options = dict(options or {})
     fusion = predictor.fusion
-    strategy, _ = fusion.validate(strategy, weights, ["face", "speech"])
+    strategy, _ = fusion.validate(strategy, weights, KIND_MODALITIES["video"])
     decoded = decode_video(data, settings)
     wanted = [m for m, present in (("face", decoded.has_video), ("speech", decoded.has_audio)) if present]
     predictor.registry.require_loaded(wanted)

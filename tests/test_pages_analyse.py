@@ -3,6 +3,8 @@ fusion controls and consent dialog, and the shells of result, history, statistic
 
 from __future__ import annotations
 
+import html as html_lib
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ import pytest
 from flask import Flask
 
 from inference.fusion import DEFAULT_STRATEGY, DEFAULT_WEIGHTS, STRATEGIES
-from inference.labels import EMOTIONS
+from inference.labels import EMOTIONS, KIND_MODALITIES
 from tests.conftest import make_pages_app as make_app
 
 BUNDLED_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
@@ -61,6 +63,13 @@ def test_fusion_controls_offer_every_strategy_and_start_at_the_defaults(tmp_path
     assert [value for value, state in options if state == " selected"] == [DEFAULT_STRATEGY]
     for modality, weight in DEFAULT_WEIGHTS.items():
         assert re.search(rf'id="weight-{modality}"[^>]*value="{weight:.2f}"', html), modality
+
+
+def test_the_page_carries_the_servers_kind_to_modality_vocabulary_for_its_script(member: Any) -> None:
+    html = html_of(member, "/analyse")
+    rendered = re.search(r"data-kind-modalities='([^']*)'", html)
+    assert rendered is not None
+    assert json.loads(html_lib.unescape(rendered.group(1))) == {k: list(v) for k, v in KIND_MODALITIES.items()}
 
 
 def test_text_box_counts_towards_the_configured_limit(tmp_path: Path) -> None:

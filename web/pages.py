@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response
 from database.session import get_session
 from errors import EmotionAppError
 from inference.fusion import DEFAULT_WEIGHTS, STRATEGIES, WEIGHTED_STRATEGIES
-from inference.labels import EMOTIONS, MODALITIES
+from inference.labels import EMOTIONS, KIND_MODALITIES, MODALITIES
 from security import login_rate_limit, register_rate_limit
 from services import accounts
 from services.analysis import fusion_offer, get_registry
@@ -173,6 +173,7 @@ def analyse() -> str:
         default_weights=DEFAULT_WEIGHTS,
         weighted_strategies=sorted(WEIGHTED_STRATEGIES),
         modalities=MODALITIES,
+        kind_modalities={kind: list(modalities) for kind, modalities in KIND_MODALITIES.items()},
         max_text_chars=int(current_app.config.get("MAX_TEXT_CHARS", 5000)),
         max_audio_seconds=float(current_app.config.get("MAX_AUDIO_SECONDS", 60)),
         max_upload_mb=float(current_app.config.get("MAX_UPLOAD_MB", 20)),

@@ -12,6 +12,8 @@
   const resultBox = document.getElementById("result");
   const consentDialog = document.getElementById("consent-dialog");
   const weightedStrategies = (app.dataset.weightedStrategies || "").split(",").filter(Boolean);
+  // Which modalities each form's kind takes: the server's vocabulary (inference/labels.py), rendered once.
+  const kindModalities = JSON.parse(app.dataset.kindModalities || "{}");
   let hasConsent = app.dataset.hasConsent === "true";
   const availability = { face: null, speech: null, text: null }; // null = unknown
 
@@ -519,7 +521,7 @@
       );
       if (!info.available) {
         const msg = "The " + M.MODALITY_NAMES[m].toLowerCase() + " model is not available on this server (" + describe(m, info) + "), so this input is switched off.";
-        app.querySelectorAll('.input-block[data-modality="' + (m === "speech" ? "speech" : m) + '"]').forEach((b) => setUnavailable(b, msg));
+        app.querySelectorAll('.input-block[data-modality="' + m + '"]').forEach((b) => setUnavailable(b, msg));
       }
     });
     // Without a transcriber on the server, the "transcribe" switches are off and say why.
@@ -533,13 +535,12 @@
       });
     }
     // Single-modality tabs whose model is missing cannot submit at all.
-    [["image", "face"], ["speech", "speech"], ["text", "text"]].forEach(function (pair) {
-      const form = app.querySelector('.predict-form[data-kind="' + pair[0] + '"]');
-      if (form && !parsed.modalities[pair[1]].available) form.querySelector(".predict-submit").disabled = true;
+    // A form is switched off when none of its kind's modalities is available.
+    app.querySelectorAll(".predict-form").forEach(function (form) {
+      const modalities = kindModalities[form.dataset.kind] || [];
+      const anyAvailable = modalities.some((m) => parsed.modalities[m] && parsed.modalities[m].available);
+      if (!anyAvailable) form.querySelector(".predict-submit").disabled = true;
     });
-    const anyAvailable = M.MODALITIES.some((m) => parsed.modalities[m].available);
-    const mm = app.querySelector('.predict-form[data-kind="multimodal"] .predict-submit');
-    if (mm && !anyAvailable) mm.disabled = true;
     // A strategy whose artefact is missing (the stacker, the calibrated temperatures) is marked, not hidden.
     const fusion = parsed.fusion || {};
     (fusion.unavailable_strategies || []).forEach(function (name) {
