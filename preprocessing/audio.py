@@ -27,6 +27,7 @@ import numpy as np
 import soundfile as sf
 
 from errors import InputTooLarge, InvalidInput, UnsupportedMediaType, UnusableInput
+from preprocessing.media_type import sniff_media_type
 
 #: The rate every signal is resampled to (the training corpus is stored at 16 kHz).
 TARGET_RATE = 16_000
@@ -106,32 +107,33 @@ class FeatureStats:
 
 
 # -- container detection -------------------------------------------------------------------
+#: The container name the decoders use for each audio type (see preprocessing/media_type.py).
+CONTAINERS = {
+    "audio/wav": "wav",
+    "audio/flac": "flac",
+    "audio/aiff": "aiff",
+    "audio/ogg": "ogg",
+    "audio/mpeg": "mp3",
+    "audio/webm": "webm",
+    "audio/mp4": "mp4",
+}
+
+
 def detect_container(data: bytes) -> str:
     """Name the container from its magic bytes; :class:`UnsupportedMediaType` when it is not audio."""
     if not data:
         raise InvalidInput("The audio upload is empty (0 bytes).", code="empty_audio")
-    head = data[:64]
-    if head[:4] in (b"RIFF", b"RIFX", b"RF64") and head[8:12] == b"WAVE":
-        return "wav"
-    if head[:4] == b"fLaC":
-        return "flac"
-    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-        return "aiff"
-    if head[:4] == b"OggS":
-        return "ogg_opus" if b"OpusHead" in data[:512] else "ogg"
-    if head[:3] == b"ID3":
-        return "mp3"
-    if len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0:
-        # MPEG audio frame sync; layer bits 00 mean AAC in an ADTS stream, which ffmpeg reads too.
-        return "aac" if (head[1] & 0x06) == 0 else "mp3"
-    if head[:4] == b"\x1a\x45\xdf\xa3":
-        return "webm"
-    if head[4:8] == b"ftyp":
-        return "mp4"
-    raise UnsupportedMediaType(
-        "This is not an audio format we can read; send WAV, FLAC, OGG, MP3, WebM/Opus, M4A or AIFF.",
-        code="unsupported_audio_format",
-    )
+    container = CONTAINERS.get(sniff_media_type(data) or "")
+    if container is None:
+        raise UnsupportedMediaType(
+            "This is not an audio format we can read; send WAV, FLAC, OGG, MP3, WebM/Opus, M4A or AIFF.",
+            code="unsupported_audio_format",
+        )
+    if container == "ogg" and b"OpusHead" in data[:512]:
+        return "ogg_opus"
+    if container == "mp3" and data[0] == 0xFF and (data[1] & 0x06) == 0:
+        return "aac"  # MPEG frame sync with layer bits 00: AAC in an ADTS stream, which ffmpeg reads too
+    return container
 
 
 # -- decoding ------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from errors import InputTooLarge, InvalidInput, UnsupportedMediaType, UnusableInput
+from preprocessing.media_type import sniff_media_type
 
 #: Side of the square grayscale face the model takes (FER2013's size).
 FACE_SIZE = 48
@@ -60,17 +61,13 @@ class FaceBox:
         return [self.x, self.y, self.w, self.h]
 
 
+#: The Pillow format of each image type the face preprocessing decodes.
+PILLOW_FORMATS = {"image/jpeg": "JPEG", "image/png": "PNG", "image/webp": "WEBP", "image/bmp": "BMP"}
+
+
 def sniff_format(data: bytes) -> str | None:
-    """The image format from the leading bytes (JPEG, PNG, WEBP, BMP), or None."""
-    if data.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "WEBP"
-    if data.startswith(b"BM") and len(data) >= 26:
-        return "BMP"
-    return None
+    """The Pillow format of a JPEG, PNG, WebP or BMP image (from its magic bytes), or None."""
+    return PILLOW_FORMATS.get(sniff_media_type(data) or "")
 
 
 def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:

@@ -50,12 +50,12 @@ from errors import (
     UnusableInput,
 )
 from inference.labels import EMOTIONS
+from preprocessing.media_type import sniff_clip_type
 from services import analysis, video
 from services.accounts import NotFound, database_id, isoformat
 from services.predictions.export import spreadsheet_safe
 from services.predictions.store import delete_prediction
 from services.queue import enqueue
-from web.uploads import sniff_media_type
 
 log = logging.getLogger(__name__)
 
@@ -378,9 +378,7 @@ MEDIA_KINDS = {
 def _analyse_member(app: Flask, session: Session, user: User, *, job: Job, item: Item, data: bytes) -> Prediction:
     if any(data.startswith(magic) for magic in ARCHIVE_MAGIC):
         raise UnsupportedMediaType("Archives inside the archive are not opened.", code="nested_archive")
-    media_type = sniff_media_type(data)
-    if media_type is None and data[4:8] in (b"moov", b"mdat", b"wide", b"free"):
-        media_type = "video/quicktime"
+    media_type = sniff_clip_type(data)
     kind = MEDIA_KINDS.get(media_type or "")
     if kind is None:
         raise UnsupportedMediaType(

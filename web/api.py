@@ -319,7 +319,6 @@ def predict_text() -> tuple[Response, int]:
 @predict_rate_limit
 @idempotent
 def predict_image() -> tuple[Response, int]:
-    analysis.require_consent(me(), image=True, audio=False)
     image = read_upload("image", "face")
     prediction = analysis.analyse(
         current_app, get_session(), me(), kind="image", image=image, idempotency_key=g.idempotency_key
@@ -333,7 +332,6 @@ def predict_image() -> tuple[Response, int]:
 @predict_rate_limit
 @idempotent
 def predict_speech() -> tuple[Response, int]:
-    analysis.require_consent(me(), image=False, audio=True)
     transcribe = _transcribe_flag(validated("form"))
     audio = read_upload("audio", "speech")
     prediction = analysis.analyse(
@@ -392,7 +390,6 @@ def predict_multimodal() -> tuple[Response, int]:
 @predict_rate_limit
 def predict_video() -> tuple[Response, int]:
     """A clip's face and voice over time: the overall emotion plus a timeline (kind ``video``)."""
-    analysis.require_consent(me(), image=True, audio=True)
     form_or_json()  # 415 for a body that is neither
     fields = validated("form") or VideoForm()
     clip = read_video_upload("video")

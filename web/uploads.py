@@ -18,6 +18,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.utils import secure_filename
 
 from errors import InputTooLarge, InvalidInput, UnsupportedMediaType, UnusableInput
+from preprocessing.media_type import sniff_clip_type, sniff_media_type
 from services.analysis import MediaInput
 from web.schemas import text_limit
 
@@ -32,38 +33,6 @@ AUDIO_TYPES = (
     "audio/mp4",
     "audio/aiff",
 )
-
-
-def sniff_media_type(data: bytes) -> str | None:
-    """The media type from the first bytes (never from the file name or the client's header)."""
-    head = data[:64]
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return "image/gif"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head.startswith(b"BM") and len(head) >= 26:
-        return "image/bmp"
-    if head.startswith((b"II*\x00", b"MM\x00*")):
-        return "image/tiff"
-    if head[:4] in (b"RIFF", b"RIFX", b"RF64") and head[8:12] == b"WAVE":
-        return "audio/wav"
-    if head.startswith(b"fLaC"):
-        return "audio/flac"
-    if head.startswith(b"OggS"):
-        return "audio/ogg"
-    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0):
-        return "audio/mpeg"
-    if head.startswith(b"\x1a\x45\xdf\xa3"):
-        return "audio/webm"  # Matroska/WebM: what browsers' MediaRecorder produces
-    if head[4:8] == b"ftyp":
-        return "audio/mp4"
-    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
-        return "audio/aiff"
-    return None
 
 
 def _summary(file: FileStorage, data: bytes, media_type: str) -> dict[str, Any]:
@@ -154,9 +123,7 @@ def read_video_upload(field: str = "video") -> MediaInput:
     data = file.read()
     if not data:
         raise UnusableInput(f"The uploaded '{field}' file is empty.", code="empty_file")
-    media_type = sniff_media_type(data)
-    if media_type is None and data[4:8] in (b"moov", b"mdat", b"wide", b"free"):
-        media_type = "video/quicktime"
+    media_type = sniff_clip_type(data)
     if media_type not in VIDEO_CONTAINERS:
         raise UnsupportedMediaType(
             f"The '{field}' upload is not a video (MP4, WebM, MOV) or audio recording "
