@@ -7,10 +7,10 @@ The web routes call the same methods, so the API and the web application cannot 
     predictor.predict_multimodal(image_path="photo.jpg", audio_path="clip.wav", text="...",
                                  strategy="calibrated", weights={"face": 0.5})
 
-Every call returns ``{"emotion", "confidence", "probabilities", "modalities_used",
-"individual_results", "dropped", "fusion"}``. In a multimodal call a modality whose
-recogniser refuses (no face, silence, missing model, ...) is dropped and recorded under
-``dropped`` with its error code and message, as long as another modality succeeds.
+Every call returns an :class:`~inference.results.AnalysisResult` (emotion, confidence,
+probabilities, each modality's ``Prediction``, ``dropped``, ``fusion``). In a multimodal call a
+modality whose recogniser refuses (no face, silence, missing model, ...) is dropped and recorded
+under ``dropped`` with its error code and message, as long as another modality succeeds.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from inference.base import Prediction
 from inference.fusion import DEFAULT_STRATEGY, FusionEngine
 from inference.labels import MODALITIES, MODALITY_INPUTS
 from inference.registry import RecognizerRegistry
+from inference.results import AnalysisResult
 
 logger = logging.getLogger(__name__)
 
@@ -44,18 +45,6 @@ def _read_media(value: bytes | bytearray | memoryview | str | Path, modality: st
     raise InvalidInput(f"The {modality} input must be bytes or a file path, not {type(value).__name__}.")
 
 
-def _single_result(prediction: Prediction) -> dict[str, Any]:
-    return {
-        "emotion": prediction.label,
-        "confidence": prediction.confidence,
-        "probabilities": prediction.probabilities_dict(),
-        "modalities_used": [prediction.modality],
-        "individual_results": {prediction.modality: prediction.to_dict()},
-        "dropped": {},
-        "fusion": None,
-    }
-
-
 class MultimodalEmotionPredictor:
     """Runs face, speech and text recognisers from a registry and fuses their outputs."""
 
@@ -68,19 +57,19 @@ class MultimodalEmotionPredictor:
         recognizer = self.registry.get(modality)  # ModelUnavailable when not bundled
         return recognizer.predict(raw, **dict(options or {}))
 
-    def predict_from_image(self, image: bytes | str | Path, **options: Any) -> dict[str, Any]:
+    def predict_from_image(self, image: bytes | str | Path, **options: Any) -> AnalysisResult:
         """Face emotion from image bytes or a path; raises the recogniser's error."""
-        return _single_result(self._run("face", _read_media(image, MODALITY_INPUTS["face"]), options))
+        return AnalysisResult.single(self._run("face", _read_media(image, MODALITY_INPUTS["face"]), options))
 
-    def predict_from_audio(self, audio: bytes | str | Path, **options: Any) -> dict[str, Any]:
+    def predict_from_audio(self, audio: bytes | str | Path, **options: Any) -> AnalysisResult:
         """Speech emotion from audio bytes or a path; raises the recogniser's error."""
-        return _single_result(self._run("speech", _read_media(audio, MODALITY_INPUTS["speech"]), options))
+        return AnalysisResult.single(self._run("speech", _read_media(audio, MODALITY_INPUTS["speech"]), options))
 
-    def predict_from_text(self, text: str, **options: Any) -> dict[str, Any]:
+    def predict_from_text(self, text: str, **options: Any) -> AnalysisResult:
         """Text emotion; raises the recogniser's error (e.g. empty text)."""
         if not isinstance(text, str):
             raise InvalidInput(f"The text must be a string, not {type(text).__name__}.")
-        return _single_result(self._run("text", text, options))
+        return AnalysisResult.single(self._run("text", text, options))
 
     # -- several modalities -------------------------------------------------------------
     def predict_multimodal(
@@ -95,7 +84,7 @@ class MultimodalEmotionPredictor:
         weights: Mapping[str, float] | None = None,
         options: Mapping[str, Mapping[str, Any]] | None = None,
         spoken_text: bool = False,
-    ) -> dict[str, Any]:
+    ) -> AnalysisResult:
         """Run every given modality, drop the ones that fail, fuse the rest with ``strategy``.
 
         ``spoken_text``: ``text`` is the transcript of ``audio`` (see :meth:`FusionEngine.fuse`).
@@ -158,13 +147,4 @@ class MultimodalEmotionPredictor:
         fused = self.fusion.fuse(
             {m: p.probabilities for m, p in predictions.items()}, strategy, weights, spoken_text=spoken_text
         )
-        used_modalities = [m for m in MODALITIES if m in predictions]
-        return {
-            "emotion": fused.label,
-            "confidence": fused.confidence,
-            "probabilities": fused.probabilities_dict(),
-            "modalities_used": used_modalities,
-            "individual_results": {m: predictions[m].to_dict() for m in used_modalities},
-            "dropped": dropped,
-            "fusion": fused.to_dict(),
-        }
+        return AnalysisResult.fused(fused, predictions, dropped)

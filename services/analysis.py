@@ -211,9 +211,9 @@ def analyse(
     else:  # pragma: no cover - routes pass known kinds
         raise ValueError(kind)
 
-    speech = (result.get("individual_results") or {}).get("speech")
-    if speech and "speech" in summaries:
-        duration = (speech.get("details") or {}).get("duration_seconds")
+    speech = result.predictions.get("speech")
+    if speech is not None and "speech" in summaries:
+        duration = speech.details.get("duration_seconds")
         if isinstance(duration, int | float):
             summaries["speech"]["duration_seconds"] = round(float(duration), 3)
 
@@ -225,9 +225,9 @@ def analyse(
                 summaries[modality]["kept_file"] = kept
 
     if transcript is not None:
-        result = {**result, "transcript": transcript}
+        result = result.with_transcript(transcript)
     if transcript_dropped is not None:
-        result = {**result, "dropped": {**(result.get("dropped") or {}), "text": transcript_dropped}}
+        result = result.with_dropped("text", transcript_dropped)
     try:
         prediction = store_prediction(session, user.id, kind, result, summaries, idempotency_key=idempotency_key)
     except IntegrityError:
@@ -243,7 +243,7 @@ def analyse(
         user.id,
         kind,
         prediction.emotion,
-        ",".join(result.get("modalities_used") or []),
+        ",".join(result.modalities_used),
     )
     return prediction
 

@@ -31,7 +31,9 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from database.models import Prediction, VideoTimeline
 from errors import InputTooLarge, InvalidInput, UnusableInput
+from inference.base import Prediction as ModalityPrediction
 from inference.labels import EMOTIONS, KIND_MODALITIES
+from inference.results import AnalysisResult
 from services.analysis import _keep_upload, get_predictor, require_consent
 from services.predictions.export import spreadsheet_safe
 from services.predictions.filters import HistoryFilters, sql_conditions
@@ -219,18 +221,18 @@ def _mean(rows: list[np.ndarray]) -> np.ndarray:
     return mean / mean.sum()
 
 
-def _summary_of(label: str, probs: np.ndarray, recognizer: Any, latency_ms: float, details: dict[str, Any]) -> dict:
-    best = int(np.argmax(probs))
-    return {
-        "modality": label,
-        "emotion": EMOTIONS[best],
-        "confidence": float(probs[best]),
-        "probabilities": _probs(probs),
-        "model_name": recognizer.model_name,
-        "model_version": recognizer.model_version,
-        "latency_ms": round(latency_ms, 2),
-        "details": details,
-    }
+def _summary_of(
+    label: str, probs: np.ndarray, recognizer: Any, latency_ms: float, details: dict[str, Any]
+) -> ModalityPrediction:
+    """The clip's answer for one modality (the mean over its frames or windows), as a recogniser's."""
+    return ModalityPrediction(
+        modality=label,
+        probabilities=tuple(_probs(probs).values()),
+        model_name=recognizer.model_name,
+        model_version=recognizer.model_version,
+        latency_ms=latency_ms,
+        details=details,
+    )
 
 
 def analyse_video(
@@ -243,7 +245,7 @@ def analyse_video(
     options: Mapping[str, Mapping[str, Any]] | None = None,
     step_annotators: Sequence[StepAnnotator] = (),
 ) -> dict[str, Any]:
-    """The predictor-shaped result for one clip plus ``timeline``, ``counts`` and ``thumbnails``.
+    """The clip's :class:`AnalysisResult` (``analysis``) plus ``timeline``, ``counts`` and ``thumbnails``.
 
     Each of ``step_annotators`` is called once with the finished timeline steps and the clip's
     16 kHz mono audio (None without an audio track) and may add fields to the steps (for
@@ -358,7 +360,7 @@ def analyse_video(
         annotate(timeline, decoded.audio if decoded.has_audio else None)
 
     # -- the whole clip -------------------------------------------------------------------------
-    individual: dict[str, Any] = {}
+    individual: dict[str, ModalityPrediction] = {}
     overall: dict[str, np.ndarray] = {}
     faces_found = [p for _, p in frame_results if p is not None]
     voices_found = [p for p in voice_results if p is not None]
@@ -393,18 +395,20 @@ def analyse_video(
         "hop_seconds": settings.hop,
         "duration_seconds": round(decoded.duration, 3),
     }
+    analysis = AnalysisResult(
+        emotion=EMOTIONS[best],
+        confidence=float(probabilities[best]),
+        probabilities=tuple(_probs(probabilities).values()),
+        predictions=individual,
+        dropped=dropped,
+        fusion=fused,
+    )
     return {
-        "emotion": EMOTIONS[best],
-        "confidence": float(probabilities[best]),
-        "probabilities": _probs(probabilities),
-        "modalities_used": [m for m in ("face", "speech") if m in overall],
-        "individual_results": individual,
-        "dropped": dropped,
-        "fusion": fused.to_dict() if fused is not None else None,
+        "analysis": analysis,
         "strategy": strategy,
         "timeline": timeline,
         "counts": counts,
-        "model_versions": {m: f"{r['model_name']} {r['model_version']}" for m, r in individual.items()},
+        "model_versions": {m: f"{p.model_name} {p.model_version}" for m, p in analysis.predictions.items()},
         "video": decoded.summary,
         "thumbnails": thumbnails,
     }
@@ -449,20 +453,21 @@ def store_video(
     session: Any, user_id: int, result: Mapping[str, Any], video_summary: Mapping[str, Any], *, keep_thumbnails: bool
 ) -> Any:
     """Store a video result: a ``video`` prediction with its timeline row (thumbnails only when kept)."""
+    analysis: AnalysisResult = result["analysis"]
     summaries: dict[str, dict[str, Any]] = {}
     for modality in ("face", "speech"):
-        if modality in (result.get("individual_results") or {}) or modality in (result.get("dropped") or {}):
+        if modality in analysis.predictions or modality in analysis.dropped:
             summaries[modality] = dict(video_summary)
-    if "text" in (result.get("individual_results") or {}) or "text" in (result.get("dropped") or {}):
-        words = (result.get("transcript") or {}).get("text") or ""
+    if "text" in analysis.predictions or "text" in analysis.dropped:
+        words = (analysis.transcript or {}).get("text") or ""
         summaries["text"] = {"source": "transcript", "characters": len(words)}
-    prediction = store_prediction(session, user_id, "video", result, summaries, commit=False)
+    prediction = store_prediction(session, user_id, "video", analysis, summaries, commit=False)
     summary = {
         "counts": result.get("counts"),
         "model_versions": result.get("model_versions"),
         "video": result.get("video"),
         "strategy": result.get("strategy"),
-        "dropped": result.get("dropped"),
+        "dropped": dict(analysis.dropped),
     }
     if keep_thumbnails:
         summary["thumbnails"] = result.get("thumbnails")
@@ -525,7 +530,7 @@ def analyse_upload(
     if isinstance(words, ClipWords):
         result = add_words(result, words, predictor.fusion)
     elif words is not None:  # no transcriber here: face and voice answer, and the reason is given
-        result = {**result, "dropped": {**(result.get("dropped") or {}), "text": words}}
+        result = {**result, "analysis": result["analysis"].with_dropped("text", words)}
     summary = {**clip.summary, **{k: v for k, v in result["video"].items() if v is not None}}
     if keep:
         summary["kept_file"] = _keep_upload(app, user, f"video-{clip.summary.get('file_name') or 'clip'}", clip)

@@ -15,6 +15,7 @@ says why the words are missing; nothing is guessed.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +23,7 @@ import numpy as np
 
 from errors import InvalidInput, ModelLoading, ModelUnavailable, UnusableInput
 from inference.labels import EMOTIONS
+from inference.results import AnalysisResult
 from inference.transcriber import TEXT_LANGUAGE
 from services.analysis import get_transcriber
 
@@ -149,13 +151,35 @@ def words_for_clip(
 
 def add_words(result: dict[str, Any], words: ClipWords, fusion: Any) -> dict[str, Any]:
     """The clip's result with the transcript, the words' overall result and the fusion redone with them."""
+    analysis: AnalysisResult = result["analysis"]
     result = dict(result)
     if words.transcript is not None:
-        result["transcript"] = words.transcript
+        analysis = analysis.with_transcript(words.transcript)
     if words.overall is None:
         if words.dropped is not None:
-            result["dropped"] = {**(result.get("dropped") or {}), "text": words.dropped}
+            analysis = analysis.with_dropped("text", words.dropped)
+        result["analysis"] = analysis
         return result
+    text = dataclasses.replace(words.overall, details={"source": "transcript"})
+    predictions = {**analysis.predictions, "text": text}
+    parts = {m: np.asarray(p.probabilities, dtype=np.float64) for m, p in predictions.items()}
+    fused = fusion.fuse(parts, words.strategy, words.weights, spoken_text=True)
+    probabilities = np.asarray(fused.probabilities)
+    best = int(np.argmax(probabilities))
+    result["analysis"] = AnalysisResult(
+        emotion=EMOTIONS[best],
+        confidence=float(probabilities[best]),
+        probabilities=tuple(_probs(probabilities).values()),
+        predictions=predictions,
+        dropped=analysis.dropped,
+        fusion=fused,
+        transcript=analysis.transcript,
+    )
+    result["model_versions"] = {
+        **(result.get("model_versions") or {}),
+        "text": f"{text.model_name} {text.model_version}",
+    }
+    return result
     individual = dict(result.get("individual_results") or {})
     individual["text"] = {**words.overall.to_dict(), "details": {"source": "transcript"}}
     parts = {m: _vector(individual[m]["probabilities"]) for m in ("face", "speech", "text") if m in individual}

@@ -11,35 +11,34 @@ import pytest
 
 from database.models import Prediction
 from database.session import get_database
+from inference.base import Prediction as ModalityPrediction
+from inference.fusion import FusionResult
 from inference.labels import EMOTIONS
+from inference.results import AnalysisResult
 from services.predictions.store import store_prediction
 from tests.conftest import Api, assert_error, probabilities
 
 
-def _result(emotion: str, confidence: float, modalities: tuple[str, ...] = ("text",), **extra: Any) -> dict[str, Any]:
-    probs = dict(zip(EMOTIONS, probabilities(emotion, confidence).tolist(), strict=True))
+def _result(emotion: str, confidence: float, modalities: tuple[str, ...] = ("text",), **extra: Any) -> AnalysisResult:
+    probs = tuple(probabilities(emotion, confidence).tolist())
     single = {
-        m: {
-            "emotion": emotion,
-            "confidence": confidence,
-            "probabilities": probs,
-            "model_name": f"test-{m}",
-            "model_version": "1",
-            "latency_ms": 5.0,
-            "details": {},
-        }
-        for m in modalities
+        m: ModalityPrediction(m, probs, model_name=f"test-{m}", model_version="1", latency_ms=5.0) for m in modalities
     }
-    fusion = {"strategy": "weighted", "weights": {m: 1 / len(modalities) for m in modalities}, "explanation": {}}
-    return {
-        "emotion": emotion,
-        "confidence": confidence,
-        "probabilities": probs,
-        "modalities_used": list(modalities),
-        "individual_results": single,
-        "dropped": extra.get("dropped", {}),
-        "fusion": fusion if len(modalities) > 1 else None,
-    }
+    fusion = FusionResult(
+        strategy="weighted",
+        probabilities=probs,
+        label=emotion,
+        confidence=confidence,
+        weights={m: 1 / len(modalities) for m in modalities},
+    )
+    return AnalysisResult(
+        emotion=emotion,
+        confidence=confidence,
+        probabilities=probs,
+        predictions=single,
+        dropped=extra.get("dropped", {}),
+        fusion=fusion if len(modalities) > 1 else None,
+    )
 
 
 def _user_id(api: Api) -> int:

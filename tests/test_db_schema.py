@@ -11,6 +11,10 @@ from sqlalchemy import delete, func, inspect, select
 from database.migrate import downgrade, upgrade
 from database.models import Base, ModalityResult, Prediction, User, utcnow
 from database.session import Database, make_engine
+from inference.base import Prediction as ModalityPrediction
+from inference.fusion import FusionResult
+from inference.labels import EMOTIONS
+from inference.results import AnalysisResult
 from services.predictions.store import store_prediction
 from tests.conftest import drop_everything
 
@@ -69,27 +73,25 @@ def _user(session: object, email: str = "ada@example.com") -> User:
     return user
 
 
-def _result(text_emotion: str = "happy") -> dict:
-    probs = {"angry": 0.0, "disgust": 0.0, "fear": 0.0, "happy": 0.0, "neutral": 0.0, "sad": 0.0, "surprise": 0.0}
-    probs[text_emotion] = 1.0
-    return {
-        "emotion": text_emotion,
-        "confidence": 1.0,
-        "probabilities": probs,
-        "individual_results": {
-            "text": {
-                "emotion": text_emotion,
-                "confidence": 1.0,
-                "probabilities": probs,
-                "model_name": "m",
-                "model_version": "1",
-                "latency_ms": 1.0,
-                "details": {},
-            }
-        },
-        "dropped": {"face": {"code": "no_face_detected", "message": "No face 🙈"}},
-        "fusion": {"strategy": "calibrated", "weights": {"text": 1.0}, "explanation": {"note": "ünïcödé"}},
-    }
+def _result(text_emotion: str = "happy") -> AnalysisResult:
+    probs = tuple(1.0 if emotion == text_emotion else 0.0 for emotion in EMOTIONS)
+    text = ModalityPrediction(modality="text", probabilities=probs, model_name="m", model_version="1", latency_ms=1.0)
+    fusion = FusionResult(
+        strategy="calibrated",
+        probabilities=probs,
+        label=text_emotion,
+        confidence=1.0,
+        weights={"text": 1.0},
+        explanation={"note": "ünïcödé"},
+    )
+    return AnalysisResult(
+        emotion=text_emotion,
+        confidence=1.0,
+        probabilities=probs,
+        predictions={"text": text},
+        dropped={"face": {"code": "no_face_detected", "message": "No face 🙈"}},
+        fusion=fusion,
+    )
 
 
 def test_emoji_and_accents_survive_a_round_trip(clean_database_url: str) -> None:

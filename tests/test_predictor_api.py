@@ -20,8 +20,7 @@ from inference.fusion import FusionEngine, InvalidFusionOptions
 from inference.labels import EMOTIONS
 from inference.predictor import MultimodalEmotionPredictor
 from inference.registry import RecognizerRegistry
-
-RESULT_KEYS = {"emotion", "confidence", "probabilities", "modalities_used", "individual_results", "dropped", "fusion"}
+from inference.results import AnalysisResult
 
 
 def one_hot_ish(label: str, top: float = 0.7) -> np.ndarray:
@@ -84,14 +83,14 @@ def test_single_modality_calls_return_the_contract_shape_without_fusion(recogniz
 
     result = predictor.predict_from_text("what a lovely day")
 
-    assert set(result) == RESULT_KEYS
-    assert result["emotion"] == "sad"
-    assert result["confidence"] == pytest.approx(0.7)
-    assert list(result["probabilities"]) == list(EMOTIONS)
-    assert result["modalities_used"] == ["text"]
-    assert result["individual_results"]["text"]["model_name"] == "test-text"
-    assert result["dropped"] == {}
-    assert result["fusion"] is None
+    assert isinstance(result, AnalysisResult)
+    assert result.emotion == "sad"
+    assert result.confidence == pytest.approx(0.7)
+    assert list(result.probabilities_dict()) == list(EMOTIONS)
+    assert result.modalities_used == ["text"]
+    assert result.predictions["text"].model_name == "test-text"
+    assert result.dropped == {}
+    assert result.fusion is None
 
 
 def test_image_and_audio_accept_bytes_or_a_path(recognizers, tmp_path):
@@ -99,9 +98,9 @@ def test_image_and_audio_accept_bytes_or_a_path(recognizers, tmp_path):
     picture = tmp_path / "photo.png"
     picture.write_bytes(b"\x89PNG fake bytes")
 
-    assert predictor.predict_from_image(picture)["modalities_used"] == ["face"]
-    assert predictor.predict_from_image(str(picture))["emotion"] == "happy"
-    assert predictor.predict_from_audio(b"RIFF....")["modalities_used"] == ["speech"]
+    assert predictor.predict_from_image(picture).modalities_used == ["face"]
+    assert predictor.predict_from_image(str(picture)).emotion == "happy"
+    assert predictor.predict_from_audio(b"RIFF....").modalities_used == ["speech"]
     assert recognizers["face"].calls[0][0] == b"\x89PNG fake bytes"
 
 
@@ -128,20 +127,20 @@ def test_single_modality_calls_raise_the_recognisers_own_error(tmp_path):
 def test_all_three_are_fused_with_the_default_calibrated_strategy(recognizers, tmp_path):
     result = predictor_for(recognizers, tmp_path).predict_multimodal(image=b"i", audio=b"a", text="t")
 
-    assert set(result) == RESULT_KEYS
-    assert result["modalities_used"] == ["face", "speech", "text"]
-    assert result["emotion"] == "happy"  # two happy against one sad
-    assert result["dropped"] == {}
-    assert result["fusion"]["strategy"] == "calibrated"
-    assert result["fusion"]["weights"] == {"face": 0.4, "speech": 0.3, "text": 0.3}
-    explanation = result["fusion"]["explanation"]
+    assert isinstance(result, AnalysisResult)
+    assert result.modalities_used == ["face", "speech", "text"]
+    assert result.emotion == "happy"  # two happy against one sad
+    assert result.dropped == {}
+    assert result.fusion.strategy == "calibrated"
+    assert result.fusion.weights == {"face": 0.4, "speech": 0.3, "text": 0.3}
+    explanation = result.fusion.explanation
     assert explanation["used"] == ["face", "speech", "text"]
     assert sum(explanation["effective_weights"].values()) == pytest.approx(1.0)
     assert explanation["gated_out"] == {}
     assert explanation["calibration"] == "fitted"
     assert explanation["temperatures"] == {"face": 1.0, "speech": 1.0, "text": 1.0}
-    assert set(result["individual_results"]) == {"face", "speech", "text"}
-    assert sum(result["probabilities"].values()) == pytest.approx(1.0)
+    assert set(result.predictions) == {"face", "speech", "text"}
+    assert sum(result.probabilities_dict().values()) == pytest.approx(1.0)
 
 
 def test_a_photo_without_a_face_is_dropped_and_the_others_still_answer(recognizers, tmp_path):
@@ -149,10 +148,10 @@ def test_a_photo_without_a_face_is_dropped_and_the_others_still_answer(recognize
 
     result = predictor_for(recognizers, tmp_path).predict_multimodal(image=b"i", audio=b"a", text="t")
 
-    assert result["modalities_used"] == ["speech", "text"]
-    assert result["dropped"] == {"face": {"code": "no_face_detected", "message": "No face was found in the image."}}
-    assert "face" not in result["individual_results"]
-    assert result["fusion"]["explanation"]["used"] == ["speech", "text"]
+    assert result.modalities_used == ["speech", "text"]
+    assert result.dropped == {"face": {"code": "no_face_detected", "message": "No face was found in the image."}}
+    assert "face" not in result.predictions
+    assert result.fusion.explanation["used"] == ["speech", "text"]
 
 
 def test_a_modality_without_a_model_is_dropped_with_model_unavailable(recognizers, tmp_path):
@@ -160,8 +159,8 @@ def test_a_modality_without_a_model_is_dropped_with_model_unavailable(recognizer
 
     result = predictor_for(recognizers, tmp_path).predict_multimodal(image=b"i", audio=b"a", text="t")
 
-    assert result["modalities_used"] == ["face", "text"]
-    assert result["dropped"]["speech"]["code"] == "model_unavailable"
+    assert result.modalities_used == ["face", "text"]
+    assert result.dropped["speech"]["code"] == "model_unavailable"
 
 
 def test_an_unexpected_recogniser_failure_is_dropped_when_others_answer(recognizers, tmp_path):
@@ -169,9 +168,9 @@ def test_an_unexpected_recogniser_failure_is_dropped_when_others_answer(recogniz
 
     result = predictor_for(recognizers, tmp_path).predict_multimodal(image=b"i", text="t")
 
-    assert result["modalities_used"] == ["face"]
-    assert result["dropped"]["text"]["code"] == "recognizer_failed"
-    assert "boom" not in result["dropped"]["text"]["message"]
+    assert result.modalities_used == ["face"]
+    assert result.dropped["text"]["code"] == "recognizer_failed"
+    assert "boom" not in result.dropped["text"]["message"]
 
 
 def test_one_given_modality_that_fails_raises_its_own_error(recognizers, tmp_path):
@@ -228,7 +227,7 @@ def test_calibrated_fusion_without_a_temperatures_file_is_503_before_any_model_r
         predictor.predict_multimodal(image=b"i", text="t")
     assert caught.value.status == 503
     assert all(not r.calls for r in recognizers.values())
-    assert predictor.predict_multimodal(image=b"i", text="t", strategy="weighted")["emotion"] == "happy"
+    assert predictor.predict_multimodal(image=b"i", text="t", strategy="weighted").emotion == "happy"
 
 
 def test_calibrated_fusion_needs_a_fitted_temperature_for_every_given_modality(recognizers, tmp_path):
@@ -238,7 +237,7 @@ def test_calibrated_fusion_needs_a_fitted_temperature_for_every_given_modality(r
         predictor.predict_multimodal(image=b"i", audio=b"a", text="t")
     assert all(not r.calls for r in recognizers.values())
     result = predictor.predict_multimodal(image=b"i", text="t")
-    assert result["fusion"]["explanation"]["temperatures"] == {"face": 1.2, "text": 0.8}
+    assert result.fusion.explanation["temperatures"] == {"face": 1.2, "text": 0.8}
 
 
 def test_user_weights_change_the_fused_answer(recognizers, tmp_path):
@@ -247,17 +246,17 @@ def test_user_weights_change_the_fused_answer(recognizers, tmp_path):
     default = predictor.predict_multimodal(image=b"i", text="t", strategy="weighted")
     text_heavy = predictor.predict_multimodal(image=b"i", text="t", strategy="weighted", weights={"text": 0.9})
 
-    assert default["emotion"] == "happy"
-    assert text_heavy["emotion"] == "sad"
-    assert text_heavy["fusion"]["weights"] == {"face": 0.4, "text": 0.9}
+    assert default.emotion == "happy"
+    assert text_heavy.emotion == "sad"
+    assert text_heavy.fusion.weights == {"face": 0.4, "text": 0.9}
 
 
 @pytest.mark.parametrize("strategy", ["calibrated", "weighted", "adaptive", "voting"])
 def test_every_strategy_answers_through_the_predictor(recognizers, tmp_path, strategy):
     result = predictor_for(recognizers, tmp_path).predict_multimodal(audio=b"a", text="t", strategy=strategy)
 
-    assert result["fusion"]["strategy"] == strategy
-    assert result["emotion"] in EMOTIONS
+    assert result.fusion.strategy == strategy
+    assert result.emotion in EMOTIONS
 
 
 def test_per_modality_options_reach_their_recogniser(recognizers, tmp_path):
@@ -275,7 +274,7 @@ def test_paths_work_in_the_multimodal_call_too(recognizers, tmp_path):
 
     result = predictor_for(recognizers, tmp_path).predict_multimodal(audio_path=clip, text="t")
 
-    assert result["modalities_used"] == ["speech", "text"]
+    assert result.modalities_used == ["speech", "text"]
 
 
 @pytest.mark.parametrize(

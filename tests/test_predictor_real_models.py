@@ -56,8 +56,8 @@ def test_the_fusion_artefacts_belong_to_the_bundled_models():
 def test_a_clearly_happy_text_is_happy(predictor):
     result = predictor.predict_from_text("This is the best day of my life, I am so happy and grateful!")
 
-    assert result["emotion"] == "happy"
-    assert result["fusion"] is None
+    assert result.emotion == "happy"
+    assert result.fusion is None
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -69,12 +69,12 @@ def test_photo_voice_and_text_are_fused_by_every_strategy(predictor, strategy):
         strategy=strategy,
     )
 
-    assert result["modalities_used"] == ["face", "speech", "text"]
-    assert result["dropped"] == {}
-    assert result["emotion"] in EMOTIONS
-    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
-    assert result["fusion"]["strategy"] == strategy
-    explanation = result["fusion"]["explanation"]
+    assert result.modalities_used == ["face", "speech", "text"]
+    assert result.dropped == {}
+    assert result.emotion in EMOTIONS
+    assert sum(result.probabilities_dict().values()) == pytest.approx(1.0, abs=1e-6)
+    assert result.fusion.strategy == strategy
+    explanation = result.fusion.explanation
     assert set(explanation["used"]) | set(explanation["gated_out"]) == {"face", "speech", "text"}
     if strategy == "calibrated":
         assert explanation["calibration"] == "fitted"
@@ -88,6 +88,6 @@ def test_a_photo_without_a_face_is_dropped_and_the_voice_and_text_still_answer(p
 
     result = predictor.predict_multimodal(image=blank.getvalue(), audio=CLIP.read_bytes(), text="so angry right now")
 
-    assert result["modalities_used"] == ["speech", "text"]
-    assert set(result["dropped"]) == {"face"}
-    assert result["dropped"]["face"]["code"] and result["dropped"]["face"]["message"]
+    assert result.modalities_used == ["speech", "text"]
+    assert set(result.dropped) == {"face"}
+    assert result.dropped["face"]["code"] and result.dropped["face"]["message"]

@@ -24,31 +24,24 @@ from database.models import (
     utcnow,
 )
 from inference.labels import MODALITIES
+from inference.results import AnalysisResult
 from services.accounts import NotFound, database_id
 from services.predictions.serialize import bound_details, to_jsonable
-
-
-def _error_dict(error: Any) -> tuple[str | None, str | None]:
-    if not error:
-        return None, None
-    if isinstance(error, Mapping):
-        return str(error.get("code") or "error")[:64], str(error.get("message") or "")[:500]
-    return "error", str(error)[:500]
 
 
 def store_prediction(
     session: Session,
     user_id: int,
     kind: str,
-    result: Mapping[str, Any],
+    result: AnalysisResult,
     input_summaries: Mapping[str, Mapping[str, Any]] | None = None,
     *,
     created_at: dt.datetime | None = None,
     commit: bool = True,
     idempotency_key: str | None = None,
 ) -> Prediction:
-    """Persist a predictor result (the shape of MultimodalEmotionPredictor's dicts), with its
-    ``transcript`` when the recording was transcribed.
+    """Persist an analysis result as it is typed (its modalities' predictions, the dropped
+    ones' reasons, the fusion), with its ``transcript`` when the recording was transcribed.
 
     Plain INSERTs (one for the prediction, one executemany for its modality rows, one upsert of
     the day's tally), no ORM unit of work: the returned :class:`Prediction` is a detached
@@ -58,47 +51,45 @@ def store_prediction(
     if kind not in KINDS:
         raise ValueError(f"unknown prediction kind {kind!r}")
     input_summaries = input_summaries or {}
-    fusion = result.get("fusion") or None
+    fusion = result.fusion
     prediction = Prediction(
         user_id=user_id,
         created_at=created_at or utcnow(),
         kind=kind,
-        emotion=str(result["emotion"]),
-        confidence=float(result["confidence"]),
-        fusion_strategy=str(fusion["strategy"]) if fusion and fusion.get("strategy") else None,
-        fusion_weights=to_jsonable(fusion.get("weights")) if fusion else None,
-        fusion_explanation=bound_details(fusion.get("explanation")) if fusion else None,
+        emotion=result.emotion,
+        confidence=result.confidence,
+        fusion_strategy=fusion.strategy if fusion is not None else None,
+        fusion_weights=to_jsonable(fusion.weights) if fusion is not None else None,
+        fusion_explanation=bound_details(fusion.explanation) if fusion is not None else None,
         input_summary=to_jsonable(dict(input_summaries)),
         idempotency_key=idempotency_key,
     )
-    prediction.set_probabilities(result.get("probabilities"))
-    individual = result.get("individual_results") or {}
-    dropped = result.get("dropped") or {}
+    prediction.set_probabilities(result.probabilities_dict())
     rows: list[ModalityResult] = []
     for modality in MODALITIES:
         summary = to_jsonable(input_summaries.get(modality)) if modality in input_summaries else None
-        if modality in individual:
-            single = individual[modality]
+        if modality in result.predictions:
+            single = result.predictions[modality]
             row = ModalityResult(
                 modality=modality,
                 status=STATUS_USED,
-                emotion=single.get("emotion"),
-                confidence=float(single["confidence"]) if single.get("confidence") is not None else None,
-                model_name=str(single.get("model_name") or "")[:100] or None,
-                model_version=str(single.get("model_version") or "")[:50] or None,
-                latency_ms=float(single["latency_ms"]) if single.get("latency_ms") is not None else None,
-                details=bound_details(single.get("details")),
+                emotion=single.label,
+                confidence=single.confidence,
+                model_name=single.model_name[:100] or None,
+                model_version=single.model_version[:50] or None,
+                latency_ms=round(single.latency_ms, 2),
+                details=bound_details(single.details),
                 input_summary=summary,
             )
-            row.set_probabilities(single.get("probabilities"))
-        elif modality in dropped:
-            code, message = _error_dict(dropped[modality])
+            row.set_probabilities(single.probabilities_dict())
+        elif modality in result.dropped:
+            reason = result.dropped[modality]
             row = ModalityResult(
                 modality=modality,
                 status=STATUS_DROPPED,
                 input_summary=summary,
-                error_code=code,
-                error_message=message,
+                error_code=str(reason.get("code") or "error")[:64],
+                error_message=str(reason.get("message") or "")[:500],
             )
             row.set_probabilities(None)
         else:
@@ -114,7 +105,7 @@ def store_prediction(
         )
     used = {row.modality for row in rows if row.status == STATUS_USED}
     _add_to_tally(session, prediction, used, +1)
-    transcript = transcript_row(result["transcript"]) if result.get("transcript") else None
+    transcript = transcript_row(result.transcript) if result.transcript else None
     if transcript is not None:
         transcript.prediction_id = prediction.id
         session.execute(insert(Transcript).values({c: getattr(transcript, c) for c in _TRANSCRIPT_COLUMNS}))
