@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from dotenv import load_dotenv
+
 REPO_ROOT = Path(__file__).resolve().parent
 DEFAULT_INSTANCE_DIR = REPO_ROOT / "instance"
 
@@ -58,10 +60,6 @@ def _env_count(env: Mapping[str, str], name: str) -> int:
 
 def load_dotenv_file(path: Path | None = None) -> None:
     """Read ``.env`` beside the code into ``os.environ`` without overriding real variables."""
-    try:
-        from dotenv import load_dotenv
-    except ImportError:  # pragma: no cover - python-dotenv is a requirement
-        return
     load_dotenv(path or REPO_ROOT / ".env", override=False)
 
 

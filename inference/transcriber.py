@@ -284,6 +284,8 @@ class Transcriber:
             log.info("event=transcriber_loaded seconds=%.2f compute_type=%s", self.load_seconds, self.compute_type)
 
     def _load(self) -> Any:
+        # Guarded: the transcriber is an optional extra (a deployment may leave out its runtime and
+        # the Whisper wheels); without it transcription answers 503, everything else still works.
         try:
             from faster_whisper import WhisperModel
         except ImportError as exc:

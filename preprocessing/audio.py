@@ -181,7 +181,7 @@ def _read_with_pyav(data: bytes, container: str, max_seconds: float) -> tuple[np
     Decoding in-process costs a few milliseconds where starting the ffmpeg program costs a few
     hundred on a busy server. ``None`` when PyAV is not installed (then the ffmpeg binary decodes).
     """
-    try:
+    try:  # guarded: an image built without PyAV still decodes these formats, with the ffmpeg binary
         import av
     except ImportError:
         return None
