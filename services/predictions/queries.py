@@ -9,13 +9,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import case, func, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from database.models import (
     KINDS,
     STATUS_USED,
     ModalityResult,
     Prediction,
+    Transcript,
     UserDailyTally,
 )
 from errors import InvalidInput
@@ -28,21 +29,29 @@ from services.predictions.filters import (
     sql_conditions,
     tally_conditions,
 )
-from services.predictions.serialize import prediction_to_dict
+from services.predictions.serialize import (
+    MODALITY_FIELDS,
+    PREDICTION_FIELDS,
+    TRANSCRIPT_FIELDS,
+    modality_values_to_dict,
+    prediction_values_to_dict,
+    transcript_values_to_dict,
+)
 
 
 def count_predictions(session: Session, user_id: int, filters: HistoryFilters) -> int:
-    """How many predictions the filters keep: summed from the daily tallies where they can
-    answer (O(days)), counted in the index otherwise."""
-    tally = tally_conditions(user_id, filters)
-    if tally is not None:
-        return int(session.scalar(select(func.sum(UserDailyTally.predictions)).where(*tally)) or 0)
-    return session.scalar(select(func.count()).select_from(Prediction).where(*sql_conditions(user_id, filters))) or 0
+    """How many predictions the filters keep (tallies where they answer exactly, the index otherwise)."""
+    return int(session.scalar(_total_statement(user_id, filters)) or 0)
 
 
-def encode_cursor(prediction: Prediction) -> str:
-    """An opaque position after ``prediction`` in the newest-first history (for ``cursor=``)."""
-    raw = f"{prediction.created_at.isoformat()}|{prediction.id}".encode()
+def encode_cursor(prediction: Any) -> str:
+    """An opaque position after ``prediction`` (anything with ``created_at`` and ``id``) in the
+    newest-first history (for ``cursor=``)."""
+    return _cursor(prediction.created_at, prediction.id)
+
+
+def _cursor(created_at: dt.datetime, prediction_id: int) -> str:
+    raw = f"{created_at.isoformat()}|{prediction_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
@@ -56,51 +65,97 @@ def _decode_cursor(value: str) -> tuple[dt.datetime, int]:
         raise InvalidInput(message, code="invalid_pagination") from None
 
 
+def _page_statement(user_id: int, filters: HistoryPage, page: int, per_page: int) -> Any:
+    """The page as one statement: one row per modality part, newest prediction first.
+
+    The page's ids come from the covering (user_id, created_at, id) index alone in a derived
+    table (no row is read for the rows skipped by an offset or a cursor); those rows are then
+    joined by primary key with their transcript and modality parts, and ``total`` rides along
+    as an uncorrelated scalar subquery (evaluated once, not per row).
+    """
+    ids = select(Prediction.id).where(*sql_conditions(user_id, filters))
+    if filters.cursor:
+        moment, pid = _decode_cursor(str(filters.cursor))
+        ids = ids.where(
+            Prediction.created_at <= moment,
+            or_(Prediction.created_at < moment, Prediction.id < pid),
+        )
+    else:
+        ids = ids.offset((page - 1) * per_page)
+    page_ids = ids.order_by(Prediction.created_at.desc(), Prediction.id.desc()).limit(per_page).subquery("page_ids")
+    p = Prediction.__table__.alias("p")
+    m = ModalityResult.__table__.alias("m")
+    t = Transcript.__table__.alias("t")
+    return (
+        select(
+            *(p.c[name] for name in PREDICTION_FIELDS),
+            t.c.id,
+            *(t.c[name] for name in TRANSCRIPT_FIELDS),
+            m.c.id,
+            *(m.c[name] for name in MODALITY_FIELDS),
+            _total_statement(user_id, filters).scalar_subquery(),
+        )
+        .select_from(
+            p.join(page_ids, page_ids.c.id == p.c.id)
+            .outerjoin(t, t.c.prediction_id == p.c.id)
+            .outerjoin(m, m.c.prediction_id == p.c.id)
+        )
+        .order_by(p.c.created_at.desc(), p.c.id.desc(), m.c.id)
+    )
+
+
+def _total_statement(user_id: int, filters: HistoryFilters) -> Any:
+    """How many predictions the filters keep: summed from the daily tallies where they can
+    answer (O(days)), counted in the index otherwise."""
+    tally = tally_conditions(user_id, filters)
+    if tally is not None:
+        return select(func.coalesce(func.sum(UserDailyTally.predictions), 0)).where(*tally)
+    return select(func.count()).select_from(Prediction).where(*sql_conditions(user_id, filters))
+
+
+_PREDICTION_END = len(PREDICTION_FIELDS)
+_TRANSCRIPT_END = _PREDICTION_END + 1 + len(TRANSCRIPT_FIELDS)
+_MODALITY_END = _TRANSCRIPT_END + 1 + len(MODALITY_FIELDS)
+
+
 def list_predictions(session: Session, user_id: int, query: HistoryPage | Mapping[str, Any]) -> dict[str, Any]:
     """One page of the user's history, newest first, with total and page count.
 
     ``page`` pages by offset; ``cursor`` (the ``next_cursor`` of the previous page) continues
     right after that page's last row, as cheap on page 5,000 as on page 1 (keyset pagination
-    on the (user_id, created_at, id) index).
+    on the (user_id, created_at, id) index). One round trip: the page is read as Core rows
+    and its JSON built straight from them, without ORM objects.
     """
     filters = query if isinstance(query, HistoryPage) else parse_filters(query, HistoryPage)
     page = filters.page or 1
     per_page = filters.per_page or DEFAULT_PER_PAGE
-    conditions = sql_conditions(user_id, filters)
-    # Two steps: the page's ids from the covering (user_id, created_at, id) index alone (no row
-    # is read for the rows skipped by an offset or a cursor), then those rows by primary key.
-    query = select(Prediction.id).where(*conditions)
-    cursor = filters.cursor
-    if cursor:
-        moment, pid = _decode_cursor(str(cursor))
-        query = query.where(
-            Prediction.created_at <= moment,
-            or_(Prediction.created_at < moment, Prediction.id < pid),
-        )
-    else:
-        query = query.offset((page - 1) * per_page)
-    ids = session.scalars(query.order_by(Prediction.created_at.desc(), Prediction.id.desc()).limit(per_page)).all()
-    found = (
-        {
-            p.id: p
-            for p in session.scalars(
-                select(Prediction)
-                .where(Prediction.id.in_(ids))
-                .options(selectinload(Prediction.modality_results), selectinload(Prediction.transcript))
+    rows = session.connection().execute(_page_statement(user_id, filters, page, per_page)).all()
+    items: list[dict[str, Any]] = []
+    last: tuple[Any, Any] | None = None
+    current_id = None
+    for row in rows:
+        if row[0] != current_id:
+            current_id = row[0]
+            has_transcript = row[_PREDICTION_END] is not None
+            transcript = (
+                transcript_values_to_dict(row[_PREDICTION_END + 1 : _TRANSCRIPT_END]) if has_transcript else None
             )
-        }
-        if ids
-        else {}
-    )
-    rows = [found[i] for i in ids if i in found]
-    total = count_predictions(session, user_id, filters)
+            modalities: list[dict[str, Any]] = []
+            items.append(prediction_values_to_dict(row[:_PREDICTION_END], modalities, transcript))
+            last = (row[1], row[0])
+        if row[_TRANSCRIPT_END] is not None:
+            modalities.append(modality_values_to_dict(row[_TRANSCRIPT_END + 1 : _MODALITY_END]))
+    if rows:
+        total = int(rows[0][_MODALITY_END] or 0)
+    else:  # an empty page (past the end, or no rows at all) still reports the total
+        total = int(session.connection().scalar(_total_statement(user_id, filters)) or 0)
     return {
-        "items": [prediction_to_dict(p) for p in rows],
-        "page": None if cursor else page,
+        "items": items,
+        "page": None if filters.cursor else page,
         "per_page": per_page,
         "total": total,
         "pages": max(1, math.ceil(total / per_page)) if total else 0,
-        "next_cursor": encode_cursor(rows[-1]) if len(rows) == per_page else None,
+        "next_cursor": _cursor(*last) if last is not None and len(items) == per_page else None,
     }
 
 
