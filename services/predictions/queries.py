@@ -8,7 +8,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import case, func, literal, null, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from database.models import (
@@ -164,8 +164,8 @@ def statistics(
 ) -> dict[str, Any]:
     """Counts per emotion, modality, kind and day plus the average confidence (UTC days).
 
-    Read from the daily tallies (two grouped queries over O(days) rows) whenever they answer
-    the filters exactly; a modality filter or zoned date bounds scan the predictions instead.
+    Read from the daily tallies (one statement over O(days) rows) whenever they answer the
+    filters exactly; a modality filter or zoned date bounds scan the predictions instead.
     """
     if not isinstance(filters, HistoryFilters):
         filters = parse_filters(filters)
@@ -173,32 +173,69 @@ def statistics(
     if tally is None:
         return _statistics_from_rows(session, user_id, filters)
     t = UserDailyTally
-    # One row per day with the seven emotion counts as columns: the driver parses 1 row, not 7.
-    per_emotion = [func.sum(case((t.emotion == emotion, t.predictions), else_=0)) for emotion in EMOTIONS]
-    day_rows = session.execute(
-        select(t.day, func.sum(t.confidence_sum), *per_emotion).where(*tally).group_by(t.day)
-    ).all()
-    by_day = [
-        (day, emotion, count, summed if index == 0 else 0.0)
-        for day, summed, *counts in day_rows
-        for index, (emotion, count) in enumerate(zip(EMOTIONS, counts, strict=True))
-    ]
-    by_kind = session.execute(
-        select(
-            t.kind,
-            func.sum(t.predictions),
-            *(func.sum(getattr(t, f"{m}_used")) for m in MODALITIES),
-        )
-        .where(*tally)
-        .group_by(t.kind)
-    ).all()
-    modalities = dict.fromkeys(MODALITIES, 0)
+    zero = literal(0)
+    # One statement, one round trip: a row per day (the seven emotion counts as columns, so the
+    # driver parses one row, not seven), then a row per kind (with its modality counts).
+    per_day = select(
+        t.day,
+        null().label("kind"),
+        func.sum(t.confidence_sum),
+        *(func.sum(case((t.emotion == emotion, t.predictions), else_=0)) for emotion in EMOTIONS),
+        *(zero for _ in MODALITIES),
+    ).where(*tally)
+    per_kind = select(
+        null(),
+        t.kind,
+        zero,
+        func.sum(t.predictions),
+        *(zero for _ in EMOTIONS[1:]),
+        *(func.sum(getattr(t, f"{m}_used")) for m in MODALITIES),
+    ).where(*tally)
+    rows = session.connection().execute(union_all(per_day.group_by(t.day), per_kind.group_by(t.kind))).all()
+    return _statistics_from_tallies(rows)
+
+
+def _statistics_from_tallies(rows: Any) -> dict[str, Any]:
+    """The statistics document from the per-day and per-kind tally rows of :func:`statistics`."""
+    total = 0
+    confidence_sum = 0.0
+    emotion_totals = [0] * len(EMOTIONS)
+    by_day: list[tuple[str, int, list[int]]] = []
     kinds = dict.fromkeys(KINDS, 0)
-    for kind, count, *used in by_kind:
-        kinds[kind] = int(count or 0)
-        for modality, n in zip(MODALITIES, used, strict=True):
-            modalities[modality] += int(n or 0)
-    return _statistics_answer(by_day, kinds, modalities)
+    modalities = dict.fromkeys(MODALITIES, 0)
+    n_emotions = len(EMOTIONS)
+    for day, kind, summed, *counts in rows:
+        if kind is not None:  # a kind row: its count, then its modality counts
+            kinds[kind] = int(counts[0] or 0)
+            for modality, used in zip(MODALITIES, counts[n_emotions:], strict=True):
+                modalities[modality] += int(used or 0)
+            continue
+        confidence_sum += float(summed or 0.0)
+        per_emotion = [int(c or 0) for c in counts[:n_emotions]]
+        count = sum(per_emotion)
+        if not count:
+            continue
+        total += count
+        for index, c in enumerate(per_emotion):
+            emotion_totals[index] += c
+        by_day.append((_day_key(day), count, per_emotion))
+    by_day.sort(key=lambda entry: entry[0])
+    return {
+        "total": total,
+        "average_confidence": round(confidence_sum / total, 6) if total else None,
+        "by_emotion": dict(zip(EMOTIONS, emotion_totals, strict=True)),
+        "by_modality": modalities,
+        "by_kind": kinds,
+        "by_day": [
+            {"date": key, "count": count, "by_emotion": dict(zip(EMOTIONS, per_emotion, strict=True))}
+            for key, count, per_emotion in by_day
+        ],
+    }
+
+
+def _day_key(value: Any) -> str:
+    """A day as ``YYYY-MM-DD`` (a date object, or the string some drivers answer)."""
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)[:10]
 
 
 def _statistics_answer(day_rows: Any, by_kind: dict[str, int], by_modality: dict[str, int]) -> dict[str, Any]:
@@ -213,7 +250,7 @@ def _statistics_answer(day_rows: Any, by_kind: dict[str, int], by_modality: dict
         if not count:
             continue
         total += count
-        key = date_value.isoformat() if hasattr(date_value, "isoformat") else str(date_value)[:10]
+        key = _day_key(date_value)
         entry = days.setdefault(key, {"date": key, "count": 0, "by_emotion": dict.fromkeys(EMOTIONS, 0)})
         entry["count"] += count
         if emotion in by_emotion:
