@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -172,10 +173,102 @@ def statistics(
     tally = tally_conditions(user_id, filters)
     if tally is None:
         return _statistics_from_rows(session, user_id, filters)
+    connection = session.connection()
+    aggregated = _statistics_aggregated(connection, tally)
+    if aggregated is not None:
+        return aggregated
+    return _statistics_from_tallies(connection.execute(_tally_rows_statement(tally)).all())
+
+
+#: JSON aggregate functions by dialect (same meaning, different names).
+_JSON_AGGREGATES = {
+    "mysql": ("json_arrayagg", "json_objectagg"),
+    "mariadb": ("json_arrayagg", "json_objectagg"),
+    "sqlite": ("json_group_array", "json_group_object"),
+}
+
+
+def _statistics_aggregated(connection: Any, tally: list[Any]) -> dict[str, Any] | None:
+    """Statistics with the database doing the aggregation: one statement answers one row, the
+    days as one compact JSON array ``[day, count, 7 emotion counts]`` and the kinds as one JSON
+    object ``{kind: [count, face, speech, text]}``, so the driver parses three values instead
+    of a dozen columns per day. None where the dialect has no JSON aggregates, or MariaDB cut
+    the array at ``group_concat_max_len`` (decades of days): the caller reads plain rows then.
+    """
+    names = _JSON_AGGREGATES.get(connection.dialect.name)
+    if names is None:
+        return None
+    array_agg, object_agg = (getattr(func, name) for name in names)
+    t = UserDailyTally
+    days = (
+        select(
+            t.day.label("day"),
+            func.sum(t.confidence_sum).label("confidence"),
+            func.sum(t.predictions).label("count"),
+            *(
+                func.sum(case((t.emotion == emotion, t.predictions), else_=0)).label(f"e{index}")
+                for index, emotion in enumerate(EMOTIONS)
+            ),
+        )
+        .where(*tally)
+        .group_by(t.day)
+        .subquery("days")
+    )
+    kinds = (
+        select(
+            t.kind.label("kind"),
+            func.sum(t.predictions).label("count"),
+            *(func.sum(getattr(t, f"{m}_used")).label(m) for m in MODALITIES),
+        )
+        .where(*tally)
+        .group_by(t.kind)
+        .subquery("kinds")
+    )
+    by_kind = select(
+        object_agg(kinds.c.kind, func.json_array(kinds.c["count"], *(kinds.c[m] for m in MODALITIES)))
+    ).scalar_subquery()
+    day_values = (days.c.day, days.c["count"], *(days.c[f"e{i}"] for i in range(len(EMOTIONS))))
+    row = connection.execute(
+        select(array_agg(func.json_array(*day_values)), func.sum(days.c.confidence), by_kind, func.count()).select_from(
+            days
+        )
+    ).one()
+    try:
+        day_list = json.loads(row[0]) if row[0] else []
+        kind_map = json.loads(row[2]) if row[2] else {}
+    except ValueError:  # cut at group_concat_max_len
+        return None
+    # A cut can also fall between two entries and still parse: every day and every counted
+    # prediction must be there.
+    if len(day_list) != row[3] or sum(int(v[0] or 0) for v in kind_map.values()) != sum(e[1] for e in day_list):
+        return None
+    by_day = sorted((entry for entry in day_list if entry[1]), key=lambda entry: entry[0])
+    emotion_totals = [sum(entry[2 + index] for entry in by_day) for index in range(len(EMOTIONS))]
+    total = sum(emotion_totals)
+    modalities = dict.fromkeys(MODALITIES, 0)
+    kinds_count = dict.fromkeys(KINDS, 0)
+    for kind, (count, *used) in kind_map.items():
+        kinds_count[kind] = int(count or 0)
+        for modality, n in zip(MODALITIES, used, strict=True):
+            modalities[modality] += int(n or 0)
+    return {
+        "total": total,
+        "average_confidence": round(float(row[1] or 0.0) / total, 6) if total else None,
+        "by_emotion": dict(zip(EMOTIONS, emotion_totals, strict=True)),
+        "by_modality": modalities,
+        "by_kind": kinds_count,
+        "by_day": [
+            {"date": str(day)[:10], "count": int(count), "by_emotion": dict(zip(EMOTIONS, counts, strict=True))}
+            for day, count, *counts in by_day
+        ],
+    }
+
+
+def _tally_rows_statement(tally: list[Any]) -> Any:
+    """A row per day (the seven emotion counts as columns), then a row per kind (its count and
+    modality counts), in one statement."""
     t = UserDailyTally
     zero = literal(0)
-    # One statement, one round trip: a row per day (the seven emotion counts as columns, so the
-    # driver parses one row, not seven), then a row per kind (with its modality counts).
     per_day = select(
         t.day,
         null().label("kind"),
@@ -191,8 +284,7 @@ def statistics(
         *(zero for _ in EMOTIONS[1:]),
         *(func.sum(getattr(t, f"{m}_used")) for m in MODALITIES),
     ).where(*tally)
-    rows = session.connection().execute(union_all(per_day.group_by(t.day), per_kind.group_by(t.kind))).all()
-    return _statistics_from_tallies(rows)
+    return union_all(per_day.group_by(t.day), per_kind.group_by(t.kind))
 
 
 def _statistics_from_tallies(rows: Any) -> dict[str, Any]:
