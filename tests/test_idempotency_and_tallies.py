@@ -145,8 +145,9 @@ def test_statistics_read_as_plain_tally_rows_equal_the_database_aggregated_answe
     seed(app, user_id, ROWS * 2)
     with get_database(app).session() as session:
         for args in FILTERS[:5]:
-            tally = filters.tally_conditions(user_id, filters.parse_filters(args))
-            aggregated = queries._statistics_aggregated(session.connection(), tally)
+            parsed = filters.parse_filters(args)
+            tally = filters.tally_conditions(user_id, parsed)
+            aggregated = queries._statistics_aggregated(session.connection(), user_id, parsed)
             assert aggregated is not None
             assert aggregated == queries._statistics_from_tallies(
                 session.connection().execute(queries._tally_rows_statement(tally)).all()
@@ -154,14 +155,14 @@ def test_statistics_read_as_plain_tally_rows_equal_the_database_aggregated_answe
         happy = {"emotion": "happy"}  # three days, two kinds: the kinds fit where two days do
         expected = queries.statistics(session, user_id, happy)
         if session.connection().dialect.name in {"mysql", "mariadb"}:
-            tally = filters.tally_conditions(user_id, filters.parse_filters(happy))
+            parsed = filters.parse_filters(happy)
             day = '["2026-03-01", 2, 0, 0, 0, 2, 0, 0, 0]'
             try:
                 # Too short for any day; then cut right after the second day, which still parses
                 # as a JSON array (of two days).
                 for limit in (8, 2 * len(day) + 1):
                     session.execute(text(f"SET SESSION group_concat_max_len = {limit}"))
-                    assert queries._statistics_aggregated(session.connection(), tally) is None, limit
+                    assert queries._statistics_aggregated(session.connection(), user_id, parsed) is None, limit
                     assert queries.statistics(session, user_id, happy) == expected, limit
             finally:
                 session.execute(text("SET SESSION group_concat_max_len = DEFAULT"))

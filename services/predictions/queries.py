@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import json
 import math
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import case, func, literal, null, or_, select, union_all
+from sqlalchemy import bindparam, case, func, literal, null, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from database.models import (
@@ -66,6 +67,19 @@ def _decode_cursor(value: str) -> tuple[dt.datetime, int]:
         raise InvalidInput(message, code="invalid_pagination") from None
 
 
+# Built once: an alias's column collection costs a proxy per column each time it is made.
+_P = Prediction.__table__.alias("p")
+_M = ModalityResult.__table__.alias("m")
+_T = Transcript.__table__.alias("t")
+_PAGE_COLUMNS = (
+    *(_P.c[name] for name in PREDICTION_FIELDS),
+    _T.c.id,
+    *(_T.c[name] for name in TRANSCRIPT_FIELDS),
+    _M.c.id,
+    *(_M.c[name] for name in MODALITY_FIELDS),
+)
+
+
 def _page_statement(user_id: int, filters: HistoryPage, page: int, per_page: int) -> Any:
     """The page as one statement: one row per modality part, newest prediction first.
 
@@ -84,24 +98,14 @@ def _page_statement(user_id: int, filters: HistoryPage, page: int, per_page: int
     else:
         ids = ids.offset((page - 1) * per_page)
     page_ids = ids.order_by(Prediction.created_at.desc(), Prediction.id.desc()).limit(per_page).subquery("page_ids")
-    p = Prediction.__table__.alias("p")
-    m = ModalityResult.__table__.alias("m")
-    t = Transcript.__table__.alias("t")
     return (
-        select(
-            *(p.c[name] for name in PREDICTION_FIELDS),
-            t.c.id,
-            *(t.c[name] for name in TRANSCRIPT_FIELDS),
-            m.c.id,
-            *(m.c[name] for name in MODALITY_FIELDS),
-            _total_statement(user_id, filters).scalar_subquery(),
-        )
+        select(*_PAGE_COLUMNS, _total_statement(user_id, filters).scalar_subquery())
         .select_from(
-            p.join(page_ids, page_ids.c.id == p.c.id)
-            .outerjoin(t, t.c.prediction_id == p.c.id)
-            .outerjoin(m, m.c.prediction_id == p.c.id)
+            _P.join(page_ids, page_ids.c.id == _P.c.id)
+            .outerjoin(_T, _T.c.prediction_id == _P.c.id)
+            .outerjoin(_M, _M.c.prediction_id == _P.c.id)
         )
-        .order_by(p.c.created_at.desc(), p.c.id.desc(), m.c.id)
+        .order_by(_P.c.created_at.desc(), _P.c.id.desc(), _M.c.id)
     )
 
 
@@ -174,7 +178,7 @@ def statistics(
     if tally is None:
         return _statistics_from_rows(session, user_id, filters)
     connection = session.connection()
-    aggregated = _statistics_aggregated(connection, tally)
+    aggregated = _statistics_aggregated(connection, user_id, filters)
     if aggregated is not None:
         return aggregated
     return _statistics_from_tallies(connection.execute(_tally_rows_statement(tally)).all())
@@ -186,20 +190,23 @@ _JSON_AGGREGATES = {
     "mariadb": ("json_arrayagg", "json_objectagg"),
     "sqlite": ("json_group_array", "json_group_object"),
 }
+#: The tally filters as bound parameters (the conditions of ``tally_conditions``).
+_TALLY_BOUNDS = {
+    "user_id": lambda t: t.user_id == bindparam("user_id"),
+    "emotion": lambda t: t.emotion == bindparam("emotion"),
+    "kind": lambda t: t.kind == bindparam("kind"),
+    "date_from": lambda t: t.day >= bindparam("date_from"),
+    "date_to": lambda t: t.day <= bindparam("date_to"),
+}
 
 
-def _statistics_aggregated(connection: Any, tally: list[Any]) -> dict[str, Any] | None:
-    """Statistics with the database doing the aggregation: one statement answers one row, the
-    days as one compact JSON array ``[day, count, 7 emotion counts]`` and the kinds as one JSON
-    object ``{kind: [count, face, speech, text]}``, so the driver parses three values instead
-    of a dozen columns per day. None where the dialect has no JSON aggregates, or MariaDB cut
-    the array at ``group_concat_max_len`` (decades of days): the caller reads plain rows then.
-    """
-    names = _JSON_AGGREGATES.get(connection.dialect.name)
-    if names is None:
-        return None
-    array_agg, object_agg = (getattr(func, name) for name in names)
+@functools.lru_cache(maxsize=64)
+def _aggregated_statement(dialect: str, bound: tuple[str, ...]) -> Any:
+    """The aggregating statement for one dialect and set of filters, built once: building it
+    (seven CASEs, two subqueries) and its cache key cost more than running it."""
+    array_agg, object_agg = (getattr(func, name) for name in _JSON_AGGREGATES[dialect])
     t = UserDailyTally
+    where = [_TALLY_BOUNDS[name](t) for name in bound]
     days = (
         select(
             t.day.label("day"),
@@ -210,7 +217,7 @@ def _statistics_aggregated(connection: Any, tally: list[Any]) -> dict[str, Any] 
                 for index, emotion in enumerate(EMOTIONS)
             ),
         )
-        .where(*tally)
+        .where(*where)
         .group_by(t.day)
         .subquery("days")
     )
@@ -220,7 +227,7 @@ def _statistics_aggregated(connection: Any, tally: list[Any]) -> dict[str, Any] 
             func.sum(t.predictions).label("count"),
             *(func.sum(getattr(t, f"{m}_used")).label(m) for m in MODALITIES),
         )
-        .where(*tally)
+        .where(*where)
         .group_by(t.kind)
         .subquery("kinds")
     )
@@ -228,11 +235,31 @@ def _statistics_aggregated(connection: Any, tally: list[Any]) -> dict[str, Any] 
         object_agg(kinds.c.kind, func.json_array(kinds.c["count"], *(kinds.c[m] for m in MODALITIES)))
     ).scalar_subquery()
     day_values = (days.c.day, days.c["count"], *(days.c[f"e{i}"] for i in range(len(EMOTIONS))))
-    row = connection.execute(
-        select(array_agg(func.json_array(*day_values)), func.sum(days.c.confidence), by_kind, func.count()).select_from(
-            days
-        )
-    ).one()
+    return select(
+        array_agg(func.json_array(*day_values)), func.sum(days.c.confidence), by_kind, func.count()
+    ).select_from(days)
+
+
+def _statistics_aggregated(connection: Any, user_id: int, filters: HistoryFilters) -> dict[str, Any] | None:
+    """Statistics with the database doing the aggregation: one statement answers one row, the
+    days as one compact JSON array ``[day, count, 7 emotion counts]`` and the kinds as one JSON
+    object ``{kind: [count, face, speech, text]}``, so the driver parses three values instead
+    of a dozen columns per day. None where the dialect has no JSON aggregates, or MariaDB cut
+    the array at ``group_concat_max_len`` (decades of days): the caller reads plain rows then.
+    Only for filters the tallies answer (``tally_conditions`` is not None).
+    """
+    dialect = connection.dialect.name
+    if dialect not in _JSON_AGGREGATES:
+        return None
+    values = {
+        "user_id": user_id,
+        "emotion": filters.emotion,
+        "kind": filters.kind,
+        "date_from": filters.date_from,
+        "date_to": filters.date_to,
+    }
+    params = {name: value for name, value in values.items() if value}
+    row = connection.execute(_aggregated_statement(dialect, tuple(params)), params).one()
     try:
         day_list = json.loads(row[0]) if row[0] else []
         kind_map = json.loads(row[2]) if row[2] else {}
