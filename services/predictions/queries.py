@@ -184,12 +184,8 @@ def statistics(
     return _statistics_from_tallies(connection.execute(_tally_rows_statement(tally)).all())
 
 
-#: JSON aggregate functions by dialect (same meaning, different names).
-_JSON_AGGREGATES = {
-    "mysql": ("json_arrayagg", "json_objectagg"),
-    "mariadb": ("json_arrayagg", "json_objectagg"),
-    "sqlite": ("json_group_array", "json_group_object"),
-}
+#: The JSON array aggregate by dialect (same meaning, different names).
+_JSON_AGGREGATES = {"mysql": "json_arrayagg", "mariadb": "json_arrayagg", "sqlite": "json_group_array"}
 #: The tally filters as bound parameters (the conditions of ``tally_conditions``).
 _TALLY_BOUNDS = {
     "user_id": lambda t: t.user_id == bindparam("user_id"),
@@ -203,50 +199,44 @@ _TALLY_BOUNDS = {
 @functools.lru_cache(maxsize=64)
 def _aggregated_statement(dialect: str, bound: tuple[str, ...]) -> Any:
     """The aggregating statement for one dialect and set of filters, built once: building it
-    (seven CASEs, two subqueries) and its cache key cost more than running it."""
-    array_agg, object_agg = (getattr(func, name) for name in _JSON_AGGREGATES[dialect])
+    (seven CASEs) and its cache key cost more than running it.
+
+    Grouped by (day, kind), the primary key's order after ``user_id``: one pass over the tally
+    rows, no temporary table, no sort.
+    """
+    array_agg = getattr(func, _JSON_AGGREGATES[dialect])
     t = UserDailyTally
-    where = [_TALLY_BOUNDS[name](t) for name in bound]
-    days = (
+    groups = (
         select(
             t.day.label("day"),
+            t.kind.label("kind"),
             func.sum(t.confidence_sum).label("confidence"),
-            func.sum(t.predictions).label("count"),
             *(
                 func.sum(case((t.emotion == emotion, t.predictions), else_=0)).label(f"e{index}")
                 for index, emotion in enumerate(EMOTIONS)
             ),
-        )
-        .where(*where)
-        .group_by(t.day)
-        .subquery("days")
-    )
-    kinds = (
-        select(
-            t.kind.label("kind"),
-            func.sum(t.predictions).label("count"),
             *(func.sum(getattr(t, f"{m}_used")).label(m) for m in MODALITIES),
         )
-        .where(*where)
-        .group_by(t.kind)
-        .subquery("kinds")
+        .where(*(_TALLY_BOUNDS[name](t) for name in bound))
+        .group_by(t.day, t.kind)
+        .subquery("groups")
     )
-    by_kind = select(
-        object_agg(kinds.c.kind, func.json_array(kinds.c["count"], *(kinds.c[m] for m in MODALITIES)))
-    ).scalar_subquery()
-    day_values = (days.c.day, days.c["count"], *(days.c[f"e{i}"] for i in range(len(EMOTIONS))))
-    return select(
-        array_agg(func.json_array(*day_values)), func.sum(days.c.confidence), by_kind, func.count()
-    ).select_from(days)
+    values = (
+        groups.c.day,
+        groups.c.kind,
+        *(groups.c[f"e{i}"] for i in range(len(EMOTIONS))),
+        *(groups.c[m] for m in MODALITIES),
+    )
+    return select(array_agg(func.json_array(*values)), func.sum(groups.c.confidence), func.count()).select_from(groups)
 
 
 def _statistics_aggregated(connection: Any, user_id: int, filters: HistoryFilters) -> dict[str, Any] | None:
     """Statistics with the database doing the aggregation: one statement answers one row, the
-    days as one compact JSON array ``[day, count, 7 emotion counts]`` and the kinds as one JSON
-    object ``{kind: [count, face, speech, text]}``, so the driver parses three values instead
-    of a dozen columns per day. None where the dialect has no JSON aggregates, or MariaDB cut
-    the array at ``group_concat_max_len`` (decades of days): the caller reads plain rows then.
-    Only for filters the tallies answer (``tally_conditions`` is not None).
+    (day, kind) groups as one compact JSON array ``[day, kind, 7 emotion counts, 3 modality
+    counts]``, so the driver parses three values instead of a dozen columns per day. None
+    where the dialect has no JSON aggregates, or MariaDB cut the array at
+    ``group_concat_max_len`` (decades of days): the caller reads plain rows then. Only for
+    filters the tallies answer (``tally_conditions`` is not None).
     """
     dialect = connection.dialect.name
     if dialect not in _JSON_AGGREGATES:
@@ -259,34 +249,40 @@ def _statistics_aggregated(connection: Any, user_id: int, filters: HistoryFilter
         "date_to": filters.date_to,
     }
     params = {name: value for name, value in values.items() if value}
-    row = connection.execute(_aggregated_statement(dialect, tuple(params)), params).one()
+    summary, confidence_sum, groups = connection.execute(_aggregated_statement(dialect, tuple(params)), params).one()
     try:
-        day_list = json.loads(row[0]) if row[0] else []
-        kind_map = json.loads(row[2]) if row[2] else {}
+        entries = json.loads(summary) if summary else []
     except ValueError:  # cut at group_concat_max_len
         return None
-    # A cut can also fall between two entries and still parse: every day and every counted
-    # prediction must be there.
-    if len(day_list) != row[3] or sum(int(v[0] or 0) for v in kind_map.values()) != sum(e[1] for e in day_list):
+    if len(entries) != groups:  # a cut can also fall between two entries and still parse
         return None
-    by_day = sorted((entry for entry in day_list if entry[1]), key=lambda entry: entry[0])
-    emotion_totals = [sum(entry[2 + index] for entry in by_day) for index in range(len(EMOTIONS))]
-    total = sum(emotion_totals)
+    n_emotions = len(EMOTIONS)
+    emotion_totals = [0] * n_emotions
+    days: dict[str, list[int]] = {}
+    kinds = dict.fromkeys(KINDS, 0)
     modalities = dict.fromkeys(MODALITIES, 0)
-    kinds_count = dict.fromkeys(KINDS, 0)
-    for kind, (count, *used) in kind_map.items():
-        kinds_count[kind] = int(count or 0)
-        for modality, n in zip(MODALITIES, used, strict=True):
-            modalities[modality] += int(n or 0)
+    for day, kind, *counts in entries:
+        per_emotion = [int(c or 0) for c in counts[:n_emotions]]
+        count = sum(per_emotion)
+        kinds[kind] = kinds.get(kind, 0) + count
+        for modality, used in zip(MODALITIES, counts[n_emotions:], strict=True):
+            modalities[modality] += int(used or 0)
+        if not count:
+            continue
+        day_counts = days.setdefault(str(day)[:10], [0] * n_emotions)
+        for index, c in enumerate(per_emotion):
+            day_counts[index] += c
+            emotion_totals[index] += c
+    total = sum(emotion_totals)
     return {
         "total": total,
-        "average_confidence": round(float(row[1] or 0.0) / total, 6) if total else None,
+        "average_confidence": round(float(confidence_sum or 0.0) / total, 6) if total else None,
         "by_emotion": dict(zip(EMOTIONS, emotion_totals, strict=True)),
         "by_modality": modalities,
-        "by_kind": kinds_count,
+        "by_kind": kinds,
         "by_day": [
-            {"date": str(day)[:10], "count": int(count), "by_emotion": dict(zip(EMOTIONS, counts, strict=True))}
-            for day, count, *counts in by_day
+            {"date": day, "count": sum(days[day]), "by_emotion": dict(zip(EMOTIONS, days[day], strict=True))}
+            for day in sorted(days)
         ],
     }
 
