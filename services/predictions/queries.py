@@ -80,28 +80,74 @@ _PAGE_COLUMNS = (
 )
 
 
-def _page_statement(user_id: int, filters: HistoryPage, page: int, per_page: int) -> Any:
-    """The page as one statement: one row per modality part, newest prediction first.
+def _page_statement(user_id: int, filters: HistoryPage, page: int, per_page: int) -> tuple[Any, dict[str, Any]]:
+    """The page as one statement (and its parameters): one row per modality part, newest
+    prediction first.
 
     The page's ids come from the covering (user_id, created_at, id) index alone in a derived
     table (no row is read for the rows skipped by an offset or a cursor); those rows are then
     joined by primary key with their transcript and modality parts, and ``total`` rides along
-    as an uncorrelated scalar subquery (evaluated once, not per row).
+    as an uncorrelated scalar subquery (evaluated once, not per row). Without date or modality
+    filters (the usual page) the statement is built once per shape, with bound parameters.
     """
+    cursor = _decode_cursor(str(filters.cursor)) if filters.cursor else None
+    if not (filters.date_from or filters.date_to or filters.modality):
+        values = {"user_id": user_id, "emotion": filters.emotion, "kind": filters.kind}
+        params: dict[str, Any] = {name: value for name, value in values.items() if value}
+        statement = _bound_page_statement(tuple(params), cursor is not None)
+        if cursor is not None:
+            params["moment"], params["pid"] = cursor
+        else:
+            params["offset"] = (page - 1) * per_page
+        params["limit"] = per_page
+        return statement, params
     ids = select(Prediction.id).where(*sql_conditions(user_id, filters))
-    if filters.cursor:
-        moment, pid = _decode_cursor(str(filters.cursor))
+    if cursor is not None:
+        moment, pid = cursor
         ids = ids.where(
             Prediction.created_at <= moment,
             or_(Prediction.created_at < moment, Prediction.id < pid),
         )
     else:
         ids = ids.offset((page - 1) * per_page)
-    page_ids = ids.order_by(Prediction.created_at.desc(), Prediction.id.desc()).limit(per_page).subquery("page_ids")
+    page_ids = ids.order_by(Prediction.created_at.desc(), Prediction.id.desc()).limit(per_page)
+    return _page_rows(page_ids, _total_statement(user_id, filters)), {}
+
+
+#: Equality filters of the usual page as bound parameters (the conditions of ``sql_conditions``).
+_PAGE_BOUNDS = {
+    "user_id": lambda: Prediction.user_id == bindparam("user_id"),
+    "emotion": lambda: Prediction.emotion == bindparam("emotion"),
+    "kind": lambda: Prediction.kind == bindparam("kind"),
+}
+
+
+@functools.lru_cache(maxsize=16)
+def _bound_page_statement(bound: tuple[str, ...], by_cursor: bool) -> Any:
+    """The page statement for equality filters only, built once per shape (building it and its
+    cache key cost about as much as running it)."""
+    ids = select(Prediction.id).where(*(_PAGE_BOUNDS[name]() for name in bound))
+    if by_cursor:
+        moment = bindparam("moment")
+        ids = ids.where(
+            Prediction.created_at <= moment,
+            or_(Prediction.created_at < moment, Prediction.id < bindparam("pid")),
+        )
+    else:
+        ids = ids.offset(bindparam("offset"))
+    page_ids = ids.order_by(Prediction.created_at.desc(), Prediction.id.desc()).limit(bindparam("limit"))
+    t = UserDailyTally
+    total = select(func.coalesce(func.sum(t.predictions), 0)).where(*(_TALLY_BOUNDS[name](t) for name in bound))
+    return _page_rows(page_ids, total)
+
+
+def _page_rows(page_ids: Any, total: Any) -> Any:
+    """The page's rows: the ids' predictions with transcript and modality parts, and the total."""
+    ids = page_ids.subquery("page_ids")
     return (
-        select(*_PAGE_COLUMNS, _total_statement(user_id, filters).scalar_subquery())
+        select(*_PAGE_COLUMNS, total.scalar_subquery())
         .select_from(
-            _P.join(page_ids, page_ids.c.id == _P.c.id)
+            _P.join(ids, ids.c.id == _P.c.id)
             .outerjoin(_T, _T.c.prediction_id == _P.c.id)
             .outerjoin(_M, _M.c.prediction_id == _P.c.id)
         )
@@ -134,7 +180,8 @@ def list_predictions(session: Session, user_id: int, query: HistoryPage | Mappin
     filters = query if isinstance(query, HistoryPage) else parse_filters(query, HistoryPage)
     page = filters.page or 1
     per_page = filters.per_page or DEFAULT_PER_PAGE
-    rows = session.connection().execute(_page_statement(user_id, filters, page, per_page)).all()
+    statement, params = _page_statement(user_id, filters, page, per_page)
+    rows = session.connection().execute(statement, params).all()
     items: list[dict[str, Any]] = []
     last: tuple[Any, Any] | None = None
     current_id = None
