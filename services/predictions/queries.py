@@ -164,6 +164,7 @@ def _total_statement(user_id: int, filters: HistoryFilters) -> Any:
     return select(func.count()).select_from(Prediction).where(*sql_conditions(user_id, filters))
 
 
+# Where each part of a page row ends (_PAGE_COLUMNS order: prediction, transcript, modality part, total).
 _PREDICTION_END = len(PREDICTION_FIELDS)
 _TRANSCRIPT_END = _PREDICTION_END + 1 + len(TRANSCRIPT_FIELDS)
 _MODALITY_END = _TRANSCRIPT_END + 1 + len(MODALITY_FIELDS)
