@@ -138,6 +138,36 @@ def test_statistics_and_totals_from_the_tallies_equal_grouping_the_rows(app: Any
     assert user_api.get("/api/statistics").get_json()["total"] == 0
 
 
+def test_statistics_read_as_plain_tally_rows_equal_the_database_aggregated_answer(app: Any, user_api: Api) -> None:
+    """The database builds the (day, kind) groups as one JSON value; where it cannot (MariaDB cuts an
+    aggregate at ``group_concat_max_len``), the plain tally rows give the same document."""
+    user_id = _user_id(user_api)
+    seed(app, user_id, ROWS * 2)
+    with get_database(app).session() as session:
+        for args in FILTERS[:5]:
+            parsed = filters.parse_filters(args)
+            tally = filters.tally_conditions(user_id, parsed)
+            aggregated = queries._statistics_aggregated(session.connection(), user_id, parsed)
+            assert aggregated is not None
+            assert aggregated == queries._statistics_from_tallies(
+                session.connection().execute(queries._tally_rows_statement(tally)).all()
+            ), args
+        happy = {"emotion": "happy"}
+        expected = queries.statistics(session, user_id, happy)
+        if session.connection().dialect.name in {"mysql", "mariadb"}:
+            parsed = filters.parse_filters(happy)
+            group = '["2026-03-01", "text", 0, 0, 0, 2, 0, 0, 0, 0, 0, 2]'  # one (day, kind) entry
+            try:
+                # Too short for any day; then cut right after the first entry, which still parses
+                # as a JSON array (of one entry).
+                for limit in (8, len(group)):
+                    session.execute(text(f"SET SESSION group_concat_max_len = {limit}"))
+                    assert queries._statistics_aggregated(session.connection(), user_id, parsed) is None, limit
+                    assert queries.statistics(session, user_id, happy) == expected, limit
+            finally:
+                session.execute(text("SET SESSION group_concat_max_len = DEFAULT"))
+
+
 def test_deleting_the_account_deletes_its_tallies(app: Any, user_api: Api) -> None:
     seed(app, _user_id(user_api), ROWS)
     user_api.delete("/api/user")

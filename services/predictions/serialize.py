@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from database.models import (
@@ -14,12 +14,51 @@ from database.models import (
     Prediction,
     Transcript,
 )
+from inference.labels import EMOTIONS
 from services.accounts import isoformat
 
 MAX_SERIES_POINTS = 200
 
 
 MAX_LIST_ITEMS = 50
+
+PROBABILITY_FIELDS = tuple(f"p_{emotion}" for emotion in EMOTIONS)
+#: Column names, in the order the ``*_values_to_dict`` builders take them.
+PREDICTION_FIELDS = (
+    "id",
+    "created_at",
+    "kind",
+    "emotion",
+    "confidence",
+    "fusion_strategy",
+    "fusion_weights",
+    "fusion_explanation",
+    *PROBABILITY_FIELDS,
+)
+MODALITY_FIELDS = (
+    "modality",
+    "status",
+    "emotion",
+    "confidence",
+    "model_name",
+    "model_version",
+    "latency_ms",
+    "details",
+    "input_summary",
+    "error_code",
+    "error_message",
+    *PROBABILITY_FIELDS,
+)
+TRANSCRIPT_FIELDS = (
+    "text",
+    "language",
+    "language_probability",
+    "duration_seconds",
+    "segments",
+    "used_as_text",
+    "model_name",
+    "model_version",
+)
 
 
 def to_jsonable(value: Any, depth: int = 0) -> Any:
@@ -92,51 +131,93 @@ def transcript_to_dict(row: Transcript | None) -> dict[str, Any] | None:
     """The stored transcript as the API shows it (None when the recording was not transcribed)."""
     if row is None:
         return None
+    return transcript_values_to_dict([getattr(row, name) for name in TRANSCRIPT_FIELDS])
+
+
+def transcript_values_to_dict(values: Sequence[Any]) -> dict[str, Any]:
+    """A transcript from its column values (TRANSCRIPT_FIELDS order): ORM rows and Core rows alike."""
+    text, language, language_probability, duration_seconds, segments, used_as_text, model_name, model_version = values
     return {
-        "text": row.text,
-        "language": row.language,
-        "language_probability": row.language_probability,
-        "duration_seconds": row.duration_seconds,
-        "segments": row.segments or [],
-        "used_as_text": bool(row.used_as_text),
-        "model_name": row.model_name,
-        "model_version": row.model_version,
+        "text": text,
+        "language": language,
+        "language_probability": language_probability,
+        "duration_seconds": duration_seconds,
+        "segments": segments or [],
+        "used_as_text": bool(used_as_text),
+        "model_name": model_name,
+        "model_version": model_version,
     }
 
 
+def probabilities_to_dict(values: Sequence[Any]) -> dict[str, float]:
+    """The seven ``p_<emotion>`` column values (EMOTIONS order) as the API's probabilities."""
+    return {emotion: float(value or 0.0) for emotion, value in zip(EMOTIONS, values, strict=True)}
+
+
 def modality_to_dict(row: ModalityResult) -> dict[str, Any]:
-    used = row.status == STATUS_USED
+    return modality_values_to_dict([getattr(row, name) for name in MODALITY_FIELDS])
+
+
+def modality_values_to_dict(values: Sequence[Any]) -> dict[str, Any]:
+    """One modality's part from its column values (MODALITY_FIELDS order: ORM rows and Core rows alike)."""
+    (
+        modality,
+        status,
+        emotion,
+        confidence,
+        model_name,
+        model_version,
+        latency_ms,
+        details,
+        input_summary,
+        error_code,
+        error_message,
+        *probabilities,
+    ) = values
+    used = status == STATUS_USED
     return {
-        "modality": row.modality,
-        "status": row.status,
-        "emotion": row.emotion,
-        "confidence": row.confidence,
-        "probabilities": row.probabilities if used else None,
-        "model_name": row.model_name,
-        "model_version": row.model_version,
-        "latency_ms": row.latency_ms,
-        "details": row.details or {},
-        "input_summary": row.input_summary or {},
-        "error": None if used else {"code": row.error_code, "message": row.error_message},
+        "modality": modality,
+        "status": status,
+        "emotion": emotion,
+        "confidence": confidence,
+        "probabilities": probabilities_to_dict(probabilities) if used else None,
+        "model_name": model_name,
+        "model_version": model_version,
+        "latency_ms": latency_ms,
+        "details": details or {},
+        "input_summary": input_summary or {},
+        "error": None if used else {"code": error_code, "message": error_message},
     }
 
 
 def prediction_to_dict(prediction: Prediction) -> dict[str, Any]:
+    return prediction_values_to_dict(
+        [getattr(prediction, name) for name in PREDICTION_FIELDS],
+        [modality_to_dict(row) for row in prediction.modality_results],
+        transcript_to_dict(prediction.transcript),
+    )
+
+
+def prediction_values_to_dict(
+    values: Sequence[Any], modalities: list[dict[str, Any]], transcript: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A prediction from its column values (PREDICTION_FIELDS order), its modality parts and transcript.
+
+    The history page builds these straight from Core rows (no ORM objects); single reads pass
+    their ORM row's attributes, so both answer the same document.
+    """
+    pid, created_at, kind, emotion, confidence, strategy, weights, explanation, *probabilities = values
     fusion = None
-    if prediction.fusion_strategy:
-        fusion = {
-            "strategy": prediction.fusion_strategy,
-            "weights": prediction.fusion_weights or {},
-            "explanation": prediction.fusion_explanation or {},
-        }
+    if strategy:
+        fusion = {"strategy": strategy, "weights": weights or {}, "explanation": explanation or {}}
     return {
-        "id": prediction.id,
-        "created_at": isoformat(prediction.created_at),
-        "kind": prediction.kind,
-        "emotion": prediction.emotion,
-        "confidence": prediction.confidence,
-        "probabilities": prediction.probabilities,
+        "id": pid,
+        "created_at": isoformat(created_at),
+        "kind": kind,
+        "emotion": emotion,
+        "confidence": confidence,
+        "probabilities": probabilities_to_dict(probabilities),
         "fusion": fusion,
-        "modalities": [modality_to_dict(row) for row in prediction.modality_results],
-        "transcript": transcript_to_dict(prediction.transcript),
+        "modalities": modalities,
+        "transcript": transcript,
     }
