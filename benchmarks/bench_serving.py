@@ -248,7 +248,7 @@ def onnx_vs_framework(repeats: int = 30) -> dict[str, Any]:
     import keras
     import tensorflow as tf
 
-    from inference.speech_layers import CUSTOM_OBJECTS
+    from model_training.speech_layers import CUSTOM_OBJECTS
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     face_keras = keras.models.load_model(REPO_ROOT / "models" / "face" / "face_model.keras", compile=False)

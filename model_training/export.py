@@ -171,7 +171,7 @@ def export_speech(
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    from inference.speech_layers import CUSTOM_OBJECTS  # registers the custom layers
+    from model_training.speech_layers import CUSTOM_OBJECTS  # registers the custom layers
     from preprocessing.audio import N_FEATURES, pad_frames
 
     onnx_path = Path(onnx_path)

@@ -72,8 +72,8 @@ def member_test_probabilities(
     their labels and the clips' file names."""
     import keras
 
-    from inference.speech_layers import CUSTOM_OBJECTS
     from model_training import train_speech
+    from model_training.speech_layers import CUSTOM_OBJECTS
 
     args = train_speech.parse_args(
         [

@@ -136,10 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     from faster_whisper.feature_extractor import FeatureExtractor
 
     from errors import EmotionAppError
-    from inference.speech_layers import CUSTOM_OBJECTS
     from inference.transcriber import assemble_model
     from model_training import speech_encoder_probe, train_speech
     from model_training.common import classification_metrics, limit_tensorflow_threads
+    from model_training.speech_layers import CUSTOM_OBJECTS
     from preprocessing.audio import FeatureStats, decode_audio, mfcc_features, standardise
 
     limit_tensorflow_threads(tf, 2)

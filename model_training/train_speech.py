@@ -131,7 +131,7 @@ def build_model(hp: dict[str, Any]) -> tuple[Any, Any]:
     import keras
     from keras import layers
 
-    from inference.speech_layers import AttentionPooling, FrameMask
+    from model_training.speech_layers import AttentionPooling, FrameMask
 
     inputs = keras.Input(shape=(None, N_FEATURES), name="mfcc")
     mask = FrameMask(pool_size=2, name="frame_mask")(inputs)
@@ -416,7 +416,7 @@ def fit(args: argparse.Namespace, hp: dict[str, Any], data: SpeechData, started:
     """The SVM baseline on the same split, then the network; the best validation epoch is kept."""
     import keras
 
-    from inference.speech_layers import CUSTOM_OBJECTS
+    from model_training.speech_layers import CUSTOM_OBJECTS
 
     features, y_train, y_val, y_test = data.features, data.y_train, data.y_val, data.y_test
     train_clips, val_clips, test_clips = data.train_clips, data.val_clips, data.test_clips

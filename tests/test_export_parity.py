@@ -61,8 +61,8 @@ def test_the_face_graph_gives_keras_flip_averaged_probabilities(tmp_path: Path) 
 def test_the_speech_graph_gives_keras_probabilities_and_attention_for_any_length(tmp_path: Path) -> None:
     import keras
 
-    from inference.speech_layers import CUSTOM_OBJECTS
     from model_training.export import export_speech
+    from model_training.speech_layers import CUSTOM_OBJECTS
 
     sequences = fixture_features()
     fields = export_speech(MODELS / "speech" / "speech_model.keras", tmp_path / "speech.onnx", validation=sequences)

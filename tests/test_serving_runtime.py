@@ -103,3 +103,31 @@ def test_no_pickle_ships_with_the_models() -> None:
     """Loading a bundled model reads data only: no joblib/pickle file is served."""
     shipped = [p.name for p in (ROOT / "models").rglob("*") if p.suffix in {".joblib", ".pkl", ".pickle"}]
     assert shipped == []
+
+
+SERVING_PACKAGES = ("inference", "preprocessing", "services", "web", "database")
+IMPORT_ALL = """
+import importlib, json, pkgutil, sys
+for package in sys.argv[1:]:
+    for module in pkgutil.walk_packages(importlib.import_module(package).__path__, package + "."):
+        if ".migrations" not in module.name:
+            importlib.import_module(module.name)
+for name in ("app", "config", "security", "errors", "validation"):  # wsgi and worker build the app itself
+    importlib.import_module(name)
+print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
+"""
+
+
+def test_no_module_of_the_serving_packages_imports_a_training_framework() -> None:
+    """Importing every module a server could load (not only the ones one request touches) stays framework-free."""
+    run = subprocess.run(
+        [sys.executable, "-c", IMPORT_ALL, *SERVING_PACKAGES],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    imported = set(json.loads(run.stdout.strip().splitlines()[-1]))
+    assert not imported & set(TRAINING_ONLY)

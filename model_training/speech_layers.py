@@ -1,8 +1,8 @@
-"""Custom Keras layers of the voice model, shared by training and serving.
+"""Custom Keras layers of the voice model, for training, export and evaluation only.
 
-They live in one module so the saved ``.keras`` file and the serving process deserialise the
-exact classes the training run used. Importing this module imports Keras: only the speech
-recogniser's ``_load`` and the training script do so.
+They live in one module so every script that reloads a saved ``.keras`` file deserialises the
+exact classes the training run used. Importing this module imports Keras, so it lives in
+``model_training/``: the web application serves the exported ONNX graph and never imports it.
 """
 
 from __future__ import annotations
