@@ -59,35 +59,48 @@ def pool_columns(x: np.ndarray, pooling: str) -> np.ndarray:
     return x[:, : x.shape[1] // 2] if pooling == "mean" else x
 
 
+class WhisperEncoder:
+    """The bundled Whisper-base encoder: a decoded signal in, its pooled last-layer states out."""
+
+    def __init__(self, cache_dir: Path, threads: int) -> None:
+        import ctranslate2
+        from faster_whisper.feature_extractor import FeatureExtractor
+
+        from inference.transcriber import assemble_model
+
+        self._storage = ctranslate2.StorageView
+        model_file = assemble_model(cache_dir / "whisper-base")
+        self._model = ctranslate2.models.Whisper(
+            str(model_file.parent), device="cpu", compute_type="int8", intra_threads=threads
+        )
+        self._mel = FeatureExtractor(feature_size=80)
+
+    def embed(self, signal: np.ndarray) -> np.ndarray:
+        """Pooled states of the clip's own log-mel frames (at most Whisper's 30 s, none of its padding)."""
+        frames = self._mel(signal)[:, :3000]
+        frames = frames[:, : frames.shape[1] - frames.shape[1] % 2]  # the encoder halves the frame rate
+        states = self._model.encode(self._storage.from_array(np.ascontiguousarray(frames[None])), to_cpu=True)
+        return pooled_states(np.asarray(states)[0])
+
+
 def embed_clips(clips: list[Clip], cache_dir: Path, threads: int, name: str = "embeddings") -> tuple[np.ndarray, float]:
-    """Pooled encoder states of every clip (cached as ``name``.npz), and the median encoder time per clip in ms."""
+    """Pooled encoder states of every clip (cached as ``name``.npz), and the median time per clip in ms."""
     cache = cache_dir / f"{name}.npz"
     names = np.array([c.path.name for c in clips])
     if cache.exists():
         saved = np.load(cache)
         if np.array_equal(saved["names"], names):
             return saved["embeddings"], float(saved["median_ms"])
-    import ctranslate2
-    from faster_whisper.feature_extractor import FeatureExtractor
-
-    from inference.transcriber import assemble_model
     from preprocessing.audio import decode_audio
 
     cache_dir.mkdir(parents=True, exist_ok=True)
-    model_file = assemble_model(cache_dir / "whisper-base")
-    encoder = ctranslate2.models.Whisper(
-        str(model_file.parent), device="cpu", compute_type="int8", intra_threads=threads
-    )
-    mel = FeatureExtractor(feature_size=80)
+    encoder = WhisperEncoder(cache_dir, threads)
     vectors, times = [], []
     for i, clip in enumerate(clips):
         signal = decode_audio(clip.path.read_bytes()).signal
-        frames = mel(signal)[:, :3000]
-        frames = frames[:, : frames.shape[1] - frames.shape[1] % 2]  # the encoder halves the frame rate
         started = time.perf_counter()
-        states = encoder.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(frames[None])), to_cpu=True)
+        vectors.append(encoder.embed(signal))
         times.append((time.perf_counter() - started) * 1000)
-        vectors.append(pooled_states(np.asarray(states)[0]))
         if (i + 1) % 200 == 0:
             print(f"  embedded {i + 1}/{len(clips)}", flush=True)
     embeddings = np.stack(vectors)

@@ -129,14 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         print("ffmpeg is needed for the compressed conditions", file=sys.stderr)
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import ctranslate2
     import keras
     import soundfile
     import tensorflow as tf
-    from faster_whisper.feature_extractor import FeatureExtractor
 
     from errors import EmotionAppError
-    from inference.transcriber import assemble_model
     from model_training import speech_encoder_probe, train_speech
     from model_training.common import classification_metrics, limit_tensorflow_threads
     from model_training.speech_layers import CUSTOM_OBJECTS
@@ -165,9 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         np.array([c.label for c in train_clips]),
         float(probe_oof["regulariser"]),
     )
-    encoder_file = assemble_model(cache / "whisper-base")
-    encoder = ctranslate2.models.Whisper(str(encoder_file.parent), device="cpu", compute_type="int8", intra_threads=1)
-    mel = FeatureExtractor(feature_size=80)
+    encoder = speech_encoder_probe.WhisperEncoder(cache, threads=1)
 
     table: dict[str, dict] = {}
     for condition in [c for c in args.conditions.split(",") if c]:
@@ -184,10 +179,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             kept.append(clip.label)
             features.append(mfcc_features(decoded.signal, decoded.rate))
-            frames = mel(decoded.signal)[:, :3000]
-            frames = frames[:, : frames.shape[1] - frames.shape[1] % 2]
-            states = encoder.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(frames[None])), to_cpu=True)
-            pooled.append(speech_encoder_probe.pooled_states(np.asarray(states)[0]))
+            pooled.append(encoder.embed(decoded.signal))
         labels = np.array(kept)
         networks = np.mean(
             [
