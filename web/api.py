@@ -542,4 +542,8 @@ def models() -> Response:
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
-    return jsonify(build_spec())
+    """The document, generated once per app (its limits come from the app's config, which is fixed)."""
+    document = current_app.extensions.get("openapi_document")
+    if document is None:
+        document = current_app.extensions["openapi_document"] = build_spec()
+    return jsonify(document)
