@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,24 +42,18 @@ print(json.dumps({
 """
 
 
-@pytest.fixture(scope="module")
-def served() -> dict:
+def run_fresh(script: str, *args: str) -> Any:
+    """Run ``script`` in a fresh interpreter (as a new worker starts) and return the JSON of its last line."""
     run = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            SCRIPT,
-            str(FIXTURES / "e2e" / "face_happy.png"),
-            str(FIXTURES / "e2e" / "speech_happy.wav"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+        [sys.executable, "-c", script, *args], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
     )
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def served() -> dict:
+    return run_fresh(SCRIPT, str(FIXTURES / "e2e" / "face_happy.png"), str(FIXTURES / "e2e" / "speech_happy.wav"))
 
 
 @pytest.mark.slow
@@ -120,14 +115,5 @@ print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})))
 
 def test_no_module_of_the_serving_packages_imports_a_training_framework() -> None:
     """Importing every module a server could load (not only the ones one request touches) stays framework-free."""
-    run = subprocess.run(
-        [sys.executable, "-c", IMPORT_ALL, *SERVING_PACKAGES],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    imported = set(json.loads(run.stdout.strip().splitlines()[-1]))
+    imported = set(run_fresh(IMPORT_ALL, *SERVING_PACKAGES))
     assert not imported & set(TRAINING_ONLY)
