@@ -126,9 +126,14 @@ class Recognizer(ABC):
         self._card: dict[str, Any] | None = None
 
     # -- availability and loading -------------------------------------------------------
+    def model_files(self) -> tuple[str, ...]:
+        """The files (relative to ``model_dir``) the model needs: :attr:`required_files` unless
+        the card lists them (a recogniser whose card names its own files overrides this)."""
+        return self.required_files
+
     def is_available(self) -> bool:
         """True when every required model file is present (cheap; loads nothing)."""
-        return all((self.model_dir / name).is_file() for name in self.required_files)
+        return all((self.model_dir / name).is_file() for name in self.model_files())
 
     @property
     def is_loaded(self) -> bool:
@@ -161,7 +166,7 @@ class Recognizer(ABC):
             if self._loaded:
                 return
             if not self.is_available():
-                missing = [n for n in self.required_files if not (self.model_dir / n).is_file()]
+                missing = [n for n in self.model_files() if not (self.model_dir / n).is_file()]
                 raise ModelUnavailable(
                     f"The {self.modality} model is not installed (missing {', '.join(missing)} "
                     f"in {self.model_dir.name}/); {self.modality} predictions are unavailable."

@@ -92,3 +92,28 @@ def load_temperatures(path: str | Path) -> dict[str, float]:
             raise ValueError(f"{path.name}: temperature for {modality} must be positive, not {value!r}")
         temperatures[modality] = temperature
     return temperatures
+
+
+def load_fused_temperatures(path: str | Path) -> dict[str, float]:
+    """Read the calibrated mixture's temperatures from ``temperatures.json`` -> ``{"face+speech": T, ...}``.
+
+    Keys name the modalities a mixture used, in :data:`MODALITIES` order; a file without the
+    ``fused`` section gives ``{}`` (the mixture is then left as averaged).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text(encoding="utf-8"))
+    raw = data.get("fused", {}) if isinstance(data, Mapping) else None
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{path.name}: 'fused' must map modality sets to temperatures")
+    fused: dict[str, float] = {}
+    for key, value in raw.items():
+        parts = str(key).split("+")
+        if len(parts) < 2 or any(p not in MODALITIES for p in parts) or parts != [m for m in MODALITIES if m in parts]:
+            raise ValueError(f"{path.name}: {key!r} is not a set of two or more modalities in canonical order")
+        temperature = float(value)
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"{path.name}: fused temperature for {key} must be positive, not {value!r}")
+        fused[str(key)] = temperature
+    return fused

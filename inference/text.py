@@ -89,10 +89,9 @@ class TextRecognizer(Recognizer):
         # Concurrent requests of one worker share one graph call (inference/batching.py).
         self._batcher: MicroBatcher[str, tuple[np.ndarray, int, int]] = MicroBatcher(self._classify_each)
 
-    def is_available(self) -> bool:
+    def model_files(self) -> tuple[str, ...]:
         """The graph is not needed when a ``forward`` replaces it (training's comparisons)."""
-        names = self.required_files if self._forward_override is None else (CARD_FILE, HEAD_FILE, TOKENIZER_FILE)
-        return all((self.model_dir / name).is_file() for name in names)
+        return self.required_files if self._forward_override is None else (CARD_FILE, HEAD_FILE, TOKENIZER_FILE)
 
     # -- loading --------------------------------------------------------------------------
     def _load(self) -> None:

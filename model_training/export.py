@@ -161,12 +161,19 @@ def export_face(
 
 # -- speech ------------------------------------------------------------------------------
 def export_speech(
-    keras_path: str | Path, onnx_path: str | Path, *, validation: Sequence[np.ndarray] | None = None
+    keras_path: str | Path,
+    onnx_path: str | Path,
+    *,
+    validation: Sequence[np.ndarray] | None = None,
+    float16_weights: bool = False,
 ) -> dict[str, Any]:
     """Keras CNN-BiLSTM-attention -> ONNX with an open time axis; returns card fields.
 
     ``validation`` holds standardised ``(frames, 120)`` sequences (the validation actors when
     called from training); both outputs, probabilities and attention, are checked.
+    ``float16_weights`` rounds the trained weights to float16 before the export and stores them
+    so (half the file; inference stays float32): the graph is checked against the *rounded*
+    network, and what the rounding costs is for the caller to measure on held-out clips.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -182,8 +189,23 @@ def export_speech(
         validation = [rng.normal(0, 1, (int(n), N_FEATURES)).astype(np.float32) for n in rng.integers(60, 400, 32)]
         on = "32 seeded random feature sequences (60-400 frames)"
     sequences = [np.asarray(s, dtype=np.float32) for s in validation]
+    if float16_weights:
+        model.set_weights([_round_to_float16(w) for w in model.get_weights()])
     model(pad_frames(sequences[:2]), training=False)
     model.export(str(onnx_path), format="onnx", opset_version=OPSET, verbose=False)
+    extra: dict[str, Any] = {}
+    if float16_weights:
+        import onnx
+
+        graph = onnx.load(str(onnx_path))
+        converted, kept = _store_float16(graph)
+        onnx.checker.check_model(graph)
+        onnx.save(graph, str(onnx_path))
+        extra["weights_storage"] = (
+            f"trained weights rounded to float16, stored as float16 + Cast to float32 "
+            f"({converted} initializers converted, {kept} kept float32)"
+        )
+        extra["compute"] = "float32"
     # Similar lengths share a batch, so padding stays short, exactly as serving pads one clip.
     order = np.argsort([len(s) for s in sequences], kind="stable")
     batches = [pad_frames([sequences[i] for i in order[j : j + 16]]) for j in range(0, len(order), 16)]
@@ -204,6 +226,62 @@ def export_speech(
         _versions("keras", "tensorflow-cpu", "tensorflow", "tf2onnx", "onnx", "onnxruntime"),
         input="(batch, frames, 120) float32 standardised MFCC frames, zero-padded; outputs probabilities and "
         "attention over frames / 2",
+        **extra,
+    )
+
+
+def _round_to_float16(weights: np.ndarray) -> np.ndarray:
+    """A float32 weight array rounded to the nearest float16 value (other dtypes unchanged)."""
+    weights = np.asarray(weights)
+    return weights.astype(np.float16).astype(np.float32) if weights.dtype == np.float32 else weights
+
+
+def export_linear_head(
+    scaler_mean: np.ndarray,
+    scaler_scale: np.ndarray,
+    coefficients: np.ndarray,
+    intercepts: np.ndarray,
+    onnx_path: str | Path,
+    *,
+    reference: Any,
+    validation: np.ndarray,
+    on: str,
+) -> dict[str, Any]:
+    """A standardise-then-softmax-regression head as an ONNX graph (vector in, 7 probabilities out).
+
+    ``reference`` is the fitted scikit-learn pipeline the graph must reproduce (its
+    ``predict_proba`` on ``validation`` is the parity check).
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    width = int(np.asarray(scaler_mean).size)
+    weights = (np.asarray(coefficients, dtype=np.float64) / np.asarray(scaler_scale, dtype=np.float64)).T
+    bias = np.asarray(intercepts, dtype=np.float64) - np.asarray(scaler_mean, dtype=np.float64) @ weights
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gemm", ["encoded", "weights", "bias"], ["logits"], name="regression"),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1, name="softmax"),
+        ],
+        "speech_encoder_head",
+        [helper.make_tensor_value_info("encoded", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", NUM_EMOTIONS])],
+        [
+            numpy_helper.from_array(weights.astype(np.float32), "weights"),
+            numpy_helper.from_array(bias.astype(np.float32), "bias"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="moodlens")
+    onnx.checker.check_model(model)
+    onnx_path = Path(onnx_path)
+    onnx.save(model, str(onnx_path))
+    validation = np.asarray(validation, dtype=np.float32)
+    served = _ort_run(onnx_path, [validation])[0][0]
+    return artefact_fields(
+        onnx_path,
+        _parity(reference.predict_proba(validation), served, on),
+        _versions("scikit-learn", "onnx", "onnxruntime"),
+        input=f"(batch, {width}) float32 pooled encoder states; output probabilities (batch, 7)",
     )
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from inference.calibration import fit_temperature, temperature_scale
+from inference.speech_encoder import WhisperEncoder, pool_states
 from model_training.common import (
     DEFAULT_DATA_ROOT,
     classification_metrics,
@@ -51,36 +52,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def pooled_states(states: np.ndarray) -> np.ndarray:
     """Mean and standard deviation of the encoder states over time: one fixed-size vector per clip."""
-    return np.concatenate([states.mean(axis=0), states.std(axis=0)]).astype(np.float32)
+    return pool_states(states, "mean+std")
 
 
 def pool_columns(x: np.ndarray, pooling: str) -> np.ndarray:
     """The pooled vector's mean half alone, or the mean and the spread."""
     return x[:, : x.shape[1] // 2] if pooling == "mean" else x
-
-
-class WhisperEncoder:
-    """The bundled Whisper-base encoder: a decoded signal in, its pooled last-layer states out."""
-
-    def __init__(self, cache_dir: Path, threads: int) -> None:
-        import ctranslate2
-        from faster_whisper.feature_extractor import FeatureExtractor
-
-        from inference.transcriber import assemble_model
-
-        self._storage = ctranslate2.StorageView
-        model_file = assemble_model(cache_dir / "whisper-base")
-        self._model = ctranslate2.models.Whisper(
-            str(model_file.parent), device="cpu", compute_type="int8", intra_threads=threads
-        )
-        self._mel = FeatureExtractor(feature_size=80)
-
-    def embed(self, signal: np.ndarray) -> np.ndarray:
-        """Pooled states of the clip's own log-mel frames (at most Whisper's 30 s, none of its padding)."""
-        frames = self._mel(signal)[:, :3000]
-        frames = frames[:, : frames.shape[1] - frames.shape[1] % 2]  # the encoder halves the frame rate
-        states = self._model.encode(self._storage.from_array(np.ascontiguousarray(frames[None])), to_cpu=True)
-        return pooled_states(np.asarray(states)[0])
 
 
 def embed_clips(clips: list[Clip], cache_dir: Path, threads: int, name: str = "embeddings") -> tuple[np.ndarray, float]:
@@ -94,12 +71,12 @@ def embed_clips(clips: list[Clip], cache_dir: Path, threads: int, name: str = "e
     from preprocessing.audio import decode_audio
 
     cache_dir.mkdir(parents=True, exist_ok=True)
-    encoder = WhisperEncoder(cache_dir, threads)
+    encoder = WhisperEncoder(threads=threads)
     vectors, times = [], []
     for i, clip in enumerate(clips):
         signal = decode_audio(clip.path.read_bytes()).signal
         started = time.perf_counter()
-        vectors.append(encoder.embed(signal))
+        vectors.append(pooled_states(encoder.states(signal)))
         times.append((time.perf_counter() - started) * 1000)
         if (i + 1) % 200 == 0:
             print(f"  embedded {i + 1}/{len(clips)}", flush=True)

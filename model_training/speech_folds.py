@@ -91,6 +91,9 @@ def run_fold(fold: int, val_actors: list[str], work_dir: Path, passthrough: list
     data = train_speech.load(args, hp)
     if data is None:
         raise SystemExit(2)
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    # The member standardises with its own 16 training actors' statistics, in training and serving alike.
+    data.stats.to_json(fold_dir / train_speech.STATS_FILE)
     fitted = train_speech.fit(args, hp, data, time.time())
     probs = train_speech.predict_in_batches(fitted.model, data.val_x)
     metrics = classification_metrics(data.y_val, probs.argmax(axis=1))

@@ -162,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         np.array([c.label for c in train_clips]),
         float(probe_oof["regulariser"]),
     )
-    encoder = speech_encoder_probe.WhisperEncoder(cache, threads=1)
+    from inference.speech_encoder import WhisperEncoder
+
+    encoder = WhisperEncoder(threads=1)
 
     table: dict[str, dict] = {}
     for condition in [c for c in args.conditions.split(",") if c]:
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             kept.append(clip.label)
             features.append(mfcc_features(decoded.signal, decoded.rate))
-            pooled.append(encoder.embed(decoded.signal))
+            pooled.append(speech_encoder_probe.pooled_states(encoder.states(decoded.signal)))
         labels = np.array(kept)
         networks = np.mean(
             [

@@ -132,6 +132,8 @@ def speech_speakers(models_dir: Path) -> tuple[tuple[str, ...], tuple[str, ...]]
     val, test = DEFAULT_VAL_SPEAKERS, DEFAULT_TEST_SPEAKERS
     if card_path.is_file():
         card = json.loads(card_path.read_text(encoding="utf-8"))
+        if card.get("validation_actors") and card.get("test_actors"):  # an actor-fold model says so plainly
+            return tuple(map(str, card["validation_actors"])), tuple(map(str, card["test_actors"]))
         for key in card.get("validation_metrics", {}):
             found = re.findall(r"\d+", key.split("actors", 1)[-1])
             if found:
@@ -164,6 +166,37 @@ def speech_pool(
     pool = Pool("speech", split, source, ids, labels, [c.path for c in clips])
     pool.groups = [c.speaker for c in clips]
     return pool
+
+
+def out_of_fold_file(models_dir: Path) -> Path | None:
+    """The speech model's saved out-of-fold probabilities (an actor-fold model), or None."""
+    folder = Path(models_dir) / "speech"
+    card_path = folder / "card.json"
+    if not card_path.is_file():
+        return None
+    name = (json.loads(card_path.read_text(encoding="utf-8")).get("files") or {}).get("out_of_fold")
+    return folder / name if name else None
+
+
+def attach_out_of_fold(pool: Pool, path: Path) -> Pool:
+    """The validation clips' probabilities from an actor-fold model's out-of-fold file.
+
+    Each clip's probabilities come from models that never heard its actor, which is what a
+    validation output must be; the served ensemble itself learnt from every one of these
+    actors, so running it here would be in-sample. Clips without a saved row (refused by the
+    decoder when the folds ran) are left out and listed as refused.
+    """
+    saved = np.load(path, allow_pickle=False)
+    by_name = {str(n): row for n, row in zip(saved["names"], saved["probabilities"], strict=True)}
+    names = [Path(p).name for p in pool.inputs]
+    keep = np.array([n in by_name for n in names])
+    refused = {pool.ids[i]: "no out-of-fold prediction" for i in np.flatnonzero(~keep)}
+    rows = np.array([by_name.get(n, np.full(NUM_EMOTIONS, 1.0 / NUM_EMOTIONS)) for n in names], dtype=np.float64)
+    with_probs = Pool(pool.modality, pool.split, pool.source + " (out-of-fold)", pool.ids, pool.labels, pool.inputs)
+    with_probs.refused = refused
+    with_probs.probabilities = rows / rows.sum(axis=1, keepdims=True)
+    with_probs.groups = pool.groups
+    return with_probs.keep(keep)
 
 
 def text_pool(
@@ -400,7 +433,13 @@ def load_pools(args: Any, split: str, registry: Any) -> dict[str, Pool]:
             sep=args.sep,
         ),
     }
-    return {m: pool_probabilities(pools[m], registry.get(m), Path(args.cache_dir)) for m in MODALITIES}
+    out_of_fold = out_of_fold_file(args.models_dir) if split == "validation" and not args.val_speakers else None
+    return {
+        m: attach_out_of_fold(pools[m], out_of_fold)
+        if m == "speech" and out_of_fold is not None
+        else pool_probabilities(pools[m], registry.get(m), Path(args.cache_dir))
+        for m in MODALITIES
+    }
 
 
 def describe(pools: dict[str, Pool], triples: Triples) -> dict[str, Any]:

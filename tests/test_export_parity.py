@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from inference.onnx_session import open_session
-from preprocessing.audio import TARGET_RATE, decode_audio, mfcc_features, pad_frames, standardise
+from preprocessing.audio import TARGET_RATE, FeatureStats, decode_audio, mfcc_features, pad_frames, standardise
 from preprocessing.image import crop_face, decode_image, detect_faces, whole_image_face
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,12 +35,27 @@ def fixture_faces() -> np.ndarray:
 
 
 def fixture_features() -> list[np.ndarray]:
-    from inference.speech import SpeechRecognizer
-
-    stats = SpeechRecognizer(MODELS / "speech").stats
+    """Standardised MFCC frames of two recordings of different lengths (each clip's own statistics)."""
     clips = [FIXTURES / "speech" / "03-01-05-02-02-02-24.flac", FIXTURES / "e2e" / "speech_happy.wav"]
-    decoded = [decode_audio(p.read_bytes(), target_rate=TARGET_RATE) for p in clips]
-    return [standardise(mfcc_features(d.signal, d.rate), stats) for d in decoded]
+    frames = [
+        mfcc_features(d.signal, d.rate) for d in (decode_audio(p.read_bytes(), target_rate=TARGET_RATE) for p in clips)
+    ]
+    stats = FeatureStats.fit(np.concatenate(frames))
+    return [standardise(f, stats) for f in frames]
+
+
+def voice_network(path: Path) -> Path:
+    """The voice network of the card's recipe, with seeded random weights, saved as Keras."""
+    import keras
+
+    from model_training import train_speech
+
+    keras.utils.set_random_seed(7)
+    hp = train_speech.hyper_parameters(train_speech.parse_args([]))
+    _, serving = train_speech.build_model(hp)
+    serving(pad_frames(fixture_features()), training=False)
+    serving.save(path)
+    return path
 
 
 def test_the_face_graph_gives_keras_flip_averaged_probabilities(tmp_path: Path) -> None:
@@ -58,25 +73,69 @@ def test_the_face_graph_gives_keras_flip_averaged_probabilities(tmp_path: Path) 
     assert fields["parity"]["max_abs_diff"] <= 1e-4 and fields["opset"] >= 17
 
 
-def test_the_speech_graph_gives_keras_probabilities_and_attention_for_any_length(tmp_path: Path) -> None:
+@pytest.mark.parametrize("float16_weights", [False, True], ids=["float32", "float16 storage"])
+def test_the_speech_graph_gives_keras_probabilities_and_attention_for_any_length(
+    tmp_path: Path, float16_weights: bool
+) -> None:
     import keras
 
     from model_training.export import export_speech
     from model_training.speech_layers import CUSTOM_OBJECTS
 
     sequences = fixture_features()
-    fields = export_speech(MODELS / "speech" / "speech_model.keras", tmp_path / "speech.onnx", validation=sequences)
+    network = voice_network(tmp_path / "voice.keras")
+    fields = export_speech(network, tmp_path / "speech.onnx", validation=sequences, float16_weights=float16_weights)
     assert fields["parity"]["attention_max_abs_diff"] <= 1e-4
-    model = keras.models.load_model(
-        MODELS / "speech" / "speech_model.keras", custom_objects=CUSTOM_OBJECTS, compile=False
-    )
-    session = open_session(MODELS / "speech" / "speech_model.onnx")
+    model = keras.models.load_model(network, custom_objects=CUSTOM_OBJECTS, compile=False)
+    if float16_weights:  # the graph reproduces the network with its weights rounded to float16
+        model.set_weights([w.astype(np.float16).astype(np.float32) for w in model.get_weights()])
+        assert "float16" in fields["weights_storage"]
+    session = open_session(tmp_path / "speech.onnx")
     for sequence in sequences:  # one clip at a time, as serving runs it, at its own length
         batch = pad_frames([sequence])
         probabilities, attention = model(batch, training=False)
         served_probs, served_attention = session.run(None, {session.get_inputs()[0].name: batch})
         assert np.max(np.abs(served_probs - np.asarray(probabilities))) <= 1e-4
         assert np.max(np.abs(served_attention - np.asarray(attention))) <= 1e-4
+
+
+def test_float16_storage_halves_the_voice_graph(tmp_path: Path) -> None:
+    from model_training.export import export_speech
+
+    network = voice_network(tmp_path / "voice.keras")
+    export_speech(network, tmp_path / "float32.onnx", validation=fixture_features())
+    export_speech(network, tmp_path / "float16.onnx", validation=fixture_features(), float16_weights=True)
+    assert (tmp_path / "float16.onnx").stat().st_size < 0.6 * (tmp_path / "float32.onnx").stat().st_size
+
+
+def test_the_encoder_head_graph_gives_the_fitted_regression_s_probabilities(tmp_path: Path) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from model_training.export import export_linear_head
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(2.0, 3.0, (350, 512)).astype(np.float32)
+    y = np.repeat(np.arange(7), 50)
+    x[np.arange(350), y] += 6.0
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000)).fit(x, y)
+    scaler, regression = probe[0], probe[1]
+    fields = export_linear_head(
+        scaler.mean_,
+        scaler.scale_,
+        regression.coef_,
+        regression.intercept_,
+        tmp_path / "head.onnx",
+        reference=probe,
+        validation=x[:64],
+        on="64 training vectors",
+    )
+    assert fields["parity"]["max_abs_diff"] <= 1e-4
+    session = open_session(tmp_path / "head.onnx")
+    fresh = rng.normal(2.0, 3.0, (20, 512)).astype(np.float32)
+    served = session.run(None, {"encoded": fresh})[0]
+    assert np.max(np.abs(served - probe.predict_proba(fresh))) <= 1e-4
 
 
 def test_the_text_export_reproduces_pytorch_through_the_same_windows(tmp_path: Path) -> None:

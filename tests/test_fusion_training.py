@@ -15,12 +15,21 @@ from model_training.export import export_stacker
 from model_training.train_fusion import (
     STACKER_GRID,
     dropout_masks,
+    fit_fused_temperatures,
     fit_temperatures,
     select_stacker,
     stacker_training_set,
     train_stacker,
 )
-from model_training.triples import Pool, build_triples, speech_pool, split_pool, text_pool, triple_probabilities
+from model_training.triples import (
+    Pool,
+    attach_out_of_fold,
+    build_triples,
+    speech_pool,
+    split_pool,
+    text_pool,
+    triple_probabilities,
+)
 
 pytestmark = pytest.mark.training  # the training test group: frameworks are imported here
 
@@ -172,6 +181,71 @@ def test_temperatures_are_fitted_per_modality_and_lower_the_validation_nll():
     for modality in MODALITIES:
         assert report[modality]["nll_after"] <= report[modality]["nll_before"] + 1e-9
         assert temperatures[modality] > 0
+
+
+def test_the_calibrated_mixture_gets_a_temperature_per_set_of_modalities_that_sharpens_it():
+    """Averaging three calibrated, independent answers is under-confident; its fitted temperature is below 1."""
+    pools = all_label_pools(sizes=(300, 300, 300))
+    temperatures, _ = fit_temperatures(pools)
+    triples = build_triples(pools, 100, 0, "validation")
+    probs = triple_probabilities(triples, pools)
+
+    fused, report = fit_fused_temperatures(probs, triples.labels, temperatures)
+
+    assert "face+speech+text" in fused and fused["face+speech+text"] < 1.0
+    assert set(fused) <= {"face+speech+text", "face+speech", "face+text", "speech+text"}
+    for key in fused:
+        assert report[key]["ece_after"] < report[key]["ece_before"]
+
+
+def test_the_engine_applies_the_mixture_temperature_without_changing_the_label(tmp_path):
+    import json
+
+    probabilities = {"face": [0.5, 0.1, 0.1, 0.1, 0.1, 0.05, 0.05], "text": [0.4, 0.1, 0.2, 0.1, 0.1, 0.05, 0.05]}
+    (tmp_path / "temperatures.json").write_text(json.dumps({"temperatures": {m: 1.0 for m in MODALITIES}}))
+    plain = FusionEngine(tmp_path).fuse(probabilities)
+    (tmp_path / "temperatures.json").write_text(
+        json.dumps({"temperatures": {m: 1.0 for m in MODALITIES}, "fused": {"face+text": 0.5}})
+    )
+    sharpened = FusionEngine(tmp_path).fuse(probabilities)
+
+    assert sharpened.label == plain.label
+    assert sharpened.confidence > plain.confidence
+    assert sharpened.explanation["fused_temperature"] == 0.5
+    alone = FusionEngine(tmp_path).fuse({"face": probabilities["face"]})  # one modality: nothing to sharpen
+    assert "fused_temperature" not in alone.explanation
+
+
+def test_a_malformed_mixture_temperature_file_is_refused_not_ignored(tmp_path):
+    import json
+
+    from errors import ModelUnavailable
+
+    (tmp_path / "temperatures.json").write_text(
+        json.dumps({"temperatures": {m: 1.0 for m in MODALITIES}, "fused": {"text+face": 0.5}})
+    )
+    with pytest.raises(ModelUnavailable):
+        FusionEngine(tmp_path).fuse({"face": [1 / 7] * 7, "text": [1 / 7] * 7})
+
+
+def test_actor_fold_validation_probabilities_come_from_the_out_of_fold_file(tmp_path):
+    from pathlib import Path
+
+    names = ["03-01-05-01-01-01-01.wav", "03-01-03-01-01-01-02.wav", "03-01-04-01-01-01-03.wav"]
+    saved = np.full((2, 7), 0.05)
+    saved[0, 3], saved[1, 0] = 0.7, 0.7
+    np.savez(tmp_path / "oof.npz", names=np.array(names[:2]), probabilities=saved)
+    pool = Pool(
+        "speech", "validation", "RAVDESS", [f"speech:{n}" for n in names], np.array([0, 3, 5]), [Path(n) for n in names]
+    )
+    pool.groups = ["1", "2", "3"]
+
+    attached = attach_out_of_fold(pool, tmp_path / "oof.npz")
+
+    assert attached.ids == [f"speech:{n}" for n in names[:2]]
+    assert np.allclose(attached.probabilities, saved / saved.sum(axis=1, keepdims=True))
+    assert list(attached.refused) == [f"speech:{names[2]}"]
+    assert attached.groups == ["1", "2"]
 
 
 # -- the real data: validation and test never share an example ---------------------------
