@@ -235,15 +235,11 @@ def onnx_vs_framework(repeats: int = 30) -> dict[str, Any]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from inference.face import FaceRecognizer
     from inference.speech import SpeechRecognizer
-    from preprocessing.audio import pad_frames
+    from preprocessing.audio import FeatureStats, pad_frames, standardise
 
     face = FaceRecognizer(REPO_ROOT / "models" / "face")
-    speech = SpeechRecognizer(REPO_ROOT / "models" / "speech")
     face.load()
-    speech.load()
     crop = np.random.default_rng(0).uniform(-1, 1, (1, 48, 48, 1)).astype(np.float32)
-    features, _ = speech.preprocess(SPEECH.read_bytes())
-    batch = pad_frames([features])
 
     import keras
     import tensorflow as tf
@@ -252,28 +248,32 @@ def onnx_vs_framework(repeats: int = 30) -> dict[str, Any]:
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     face_keras = keras.models.load_model(REPO_ROOT / "models" / "face" / "face_model.keras", compile=False)
-    speech_keras = keras.models.load_model(
-        REPO_ROOT / "models" / "speech" / "speech_model.keras", custom_objects=CUSTOM_OBJECTS, compile=False
-    )
     mirrored = crop[:, :, ::-1, :].copy()
     # Graph mode (tf.function), the framework's fast path, not eager calls.
     face_graph = tf.function(lambda x: face_keras(x, training=False))
-    speech_graph = tf.function(lambda x: speech_keras(x, training=False))
 
     def face_framework() -> None:
         face_graph(crop)
         face_graph(mirrored)
 
-    results = {
+    results: dict[str, Any] = {
         "face": {
             "onnx_ms": _median_ms(lambda: face.predict_proba(crop), repeats),
             "framework_ms": _median_ms(face_framework, repeats),
         },
-        "speech": {
+    }
+    speech_keras_file = REPO_ROOT / "models" / "speech" / "speech_model.keras"
+    if speech_keras_file.is_file():  # a single network (train_speech); the fold ensemble ships its graphs only
+        speech = SpeechRecognizer(REPO_ROOT / "models" / "speech")
+        features, _ = speech.preprocess(SPEECH.read_bytes())
+        stats = FeatureStats.from_json(speech_keras_file.with_name("feature_stats.json"))
+        batch = pad_frames([standardise(features.frames, stats)])
+        speech_keras = keras.models.load_model(speech_keras_file, custom_objects=CUSTOM_OBJECTS, compile=False)
+        speech_graph = tf.function(lambda x: speech_keras(x, training=False))
+        results["speech"] = {
             "onnx_ms": _median_ms(lambda: speech.predict_proba([features]), repeats),
             "framework_ms": _median_ms(lambda: speech_graph(batch), repeats),
-        },
-    }
+        }
     for figures in results.values():
         figures["framework_over_onnx"] = round(figures["framework_ms"] / figures["onnx_ms"], 2)
         figures["onnx_ms"] = round(figures["onnx_ms"], 2)

@@ -510,10 +510,17 @@ def _speech(models_dir: Path, data_root: Path, remeasure: bool) -> dict[str, Any
     from inference.speech import SpeechRecognizer
     from model_training.datasets import list_clips
     from model_training.triples import DEFAULT_TEST_SPEAKERS, DEFAULT_VAL_SPEAKERS, RAVDESS_SPEAKER_REGEX
+    from preprocessing.audio import FeatureStats, standardise
 
     folder = models_dir / "speech"
+    if not (folder / "speech_model.keras").is_file():
+        raise SystemExit(
+            f"{folder} holds no single Keras network to re-export (an actor-fold ensemble is exported by "
+            "python -m model_training.release_speech)"
+        )
     clips = list_clips(data_root / "speech" / "ravdess", None, "filename", RAVDESS_SPEAKER_REGEX)
     recognizer = SpeechRecognizer(folder)
+    stats = FeatureStats.from_json(folder / "feature_stats.json")
 
     def featurise(speakers: tuple[str, ...]) -> tuple[list[np.ndarray], list[int]]:
         sequences, labels = [], []
@@ -521,7 +528,7 @@ def _speech(models_dir: Path, data_root: Path, remeasure: bool) -> dict[str, Any
             if clip.speaker.lstrip("0") not in {s.lstrip("0") for s in speakers}:
                 continue
             try:
-                sequences.append(recognizer.preprocess(clip.path.read_bytes())[0])
+                sequences.append(standardise(recognizer.preprocess(clip.path.read_bytes())[0].frames, stats))
             except EmotionAppError:
                 continue
             labels.append(clip.label)
@@ -531,10 +538,18 @@ def _speech(models_dir: Path, data_root: Path, remeasure: bool) -> dict[str, Any
     fields = export_speech(folder / "speech_model.keras", folder / SPEECH_ONNX, validation=val_x)
     if remeasure:
         served_recognizer = SpeechRecognizer(folder)
-        test_x, y_test = featurise(DEFAULT_TEST_SPEAKERS)
-        probs = np.concatenate([served_recognizer.predict_proba([x]) for x in test_x])
+        wanted = {s.lstrip("0") for s in DEFAULT_TEST_SPEAKERS}
+        predicted, y_test = [], []
+        for clip in clips:
+            if clip.speaker.lstrip("0") not in wanted:
+                continue
+            try:
+                predicted.append(int(np.argmax(served_recognizer.predict(clip.path.read_bytes()).probabilities)))
+            except EmotionAppError:
+                continue
+            y_test.append(clip.label)
         name = "RAVDESS actors " + "-".join((DEFAULT_TEST_SPEAKERS[0], DEFAULT_TEST_SPEAKERS[-1]))
-        fields["test_metrics"] = {name: _headline(classification_metrics(y_test, probs.argmax(1)))}
+        fields["test_metrics"] = {name: _headline(classification_metrics(y_test, predicted))}
     return fields
 
 

@@ -31,6 +31,23 @@ def _card_sections(card: dict[str, Any]) -> list[str]:
             f"| {modality} | {v['source']} | {v['n']} | {v['temperature']:.3f} | {v['nll_before']:.4f} -> "
             f"{v['nll_after']:.4f} | {v['ece_before']:.4f} -> {v['ece_after']:.4f} |"
         )
+    fused = {k: v for k, v in card.get("fused_calibration", {}).items() if v.get("temperature") is not None}
+    if fused:
+        lines += [
+            "",
+            "## The calibrated mixture's temperature (by the modalities it used)",
+            "",
+            "Averaging calibrated modalities gives an under-confident mixture; the calibrated strategy scales it by a "
+            "temperature fitted on the validation triples' mixtures (every subset of two or more modalities, default "
+            "weights and gating). The label never changes.",
+            "",
+            "| modalities used | validation mixtures | T | ECE before -> after |",
+            "|---|---:|---:|---:|",
+        ]
+        for key, v in fused.items():
+            lines.append(
+                f"| {key} | {v['n']} | {v['temperature']:.3f} | {v['ece_before']:.4f} -> {v['ece_after']:.4f} |"
+            )
     stacker = card["stacker"]
     lines += [
         "",

@@ -201,3 +201,34 @@ def test_evaluation_script_scores_the_shipped_model_on_test_actors_and_lists_ref
     assert result["refused_count"] == 1 and result["refused"][0]["code"] == "no_speech"
     assert {"accuracy", "macro_f1", "uar", "confusion_matrix"} <= set(result)
     assert np.sum(result["confusion_matrix"]) == len(clips)
+
+
+def test_the_served_model_averages_five_fold_networks_and_the_encoder_head(recognizer: SpeechRecognizer) -> None:
+    features, _ = recognizer.preprocess(fixture_bytes())
+    members, head, _ = recognizer.predict_parts([features])
+    assert recognizer.member_count == len(members) == 5
+    assert head is not None
+    combined = (np.mean([m[0] for m in members], axis=0) + head[0]) / 2
+    assert np.allclose(recognizer.predict_proba([features])[0], combined, atol=1e-6)
+
+
+def test_a_missing_member_graph_means_model_unavailable_naming_the_file(tmp_path: Path) -> None:
+    folder = tmp_path / "speech"
+    shutil.copytree(MODEL_DIR, folder)
+    listed = SpeechRecognizer(folder).model_files()
+    (folder / listed[-2]).unlink()
+    recognizer = SpeechRecognizer(folder)
+    assert not recognizer.is_available()
+    with pytest.raises(ModelUnavailable) as caught:
+        recognizer.predict(fixture_bytes())
+    assert caught.value.status == 503 and Path(listed[-2]).name in caught.value.message
+
+
+def test_without_the_whisper_weights_the_voice_model_is_unavailable_not_half_served(tmp_path: Path) -> None:
+    empty = [tmp_path / "part1", tmp_path / "part2"]
+    for folder in empty:
+        folder.mkdir()
+    recognizer = SpeechRecognizer(MODEL_DIR, encoder_part_dirs=empty)
+    with pytest.raises(ModelUnavailable) as caught:
+        recognizer.predict(fixture_bytes())
+    assert caught.value.status == 503 and "Whisper-base" in caught.value.message
