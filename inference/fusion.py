@@ -476,29 +476,25 @@ class FusionEngine:
     def temperatures(self) -> dict[str, float]:
         """Fitted temperatures per modality (``{}`` when none were fitted)."""
         if self._temperatures is None:
-            with self._lock:
-                if self._temperatures is None:
-                    path = self.model_dir / TEMPERATURES_FILE if self.model_dir else None
-                    try:
-                        self._temperatures = load_temperatures(path) if path else {}
-                    except (OSError, ValueError) as exc:
-                        logger.exception("The fusion temperatures file %s could not be read", path)
-                        raise ModelUnavailable(
-                            "The fusion temperatures file is unreadable; see the server log."
-                        ) from exc
+            self._temperatures = self._read_temperatures(load_temperatures)
         return dict(self._temperatures)
 
     @property
     def fused_temperatures(self) -> dict[str, float]:
         """Temperatures of the calibrated mixture per set of modalities used (``{}`` when none were fitted)."""
         if self._fused_temperatures is None:
+            self._fused_temperatures = self._read_temperatures(load_fused_temperatures)
+        return dict(self._fused_temperatures)
+
+    def _read_temperatures(self, loader: Callable[[Path], dict[str, float]]) -> dict[str, float]:
+        """One section of ``temperatures.json`` (``{}`` without the file); an unreadable file is a 503."""
+        with self._lock:
             path = self.model_dir / TEMPERATURES_FILE if self.model_dir else None
             try:
-                self._fused_temperatures = load_fused_temperatures(path) if path else {}
+                return loader(path) if path else {}
             except (OSError, ValueError) as exc:
                 logger.exception("The fusion temperatures file %s could not be read", path)
                 raise ModelUnavailable("The fusion temperatures file is unreadable; see the server log.") from exc
-        return dict(self._fused_temperatures)
 
     def missing_temperatures(self, modalities: Iterable[str] | None = None) -> list[str]:
         """The modalities among ``modalities`` (all when None) without a fitted temperature."""

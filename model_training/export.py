@@ -236,22 +236,13 @@ def _round_to_float16(weights: np.ndarray) -> np.ndarray:
     return weights.astype(np.float16).astype(np.float32) if weights.dtype == np.float32 else weights
 
 
-def export_linear_head(
-    scaler_mean: np.ndarray,
-    scaler_scale: np.ndarray,
-    coefficients: np.ndarray,
-    intercepts: np.ndarray,
-    onnx_path: str | Path,
-    *,
-    reference: Any,
-    validation: np.ndarray,
-    on: str,
-) -> dict[str, Any]:
-    """A standardise-then-softmax-regression head as an ONNX graph (vector in, 7 probabilities out).
-
-    ``reference`` is the fitted scikit-learn pipeline the graph must reproduce (its
-    ``predict_proba`` on ``validation`` is the parity check).
-    """
+def export_linear_head(pipeline: Any, onnx_path: str | Path, *, validation: np.ndarray, on: str) -> dict[str, Any]:
+    """A fitted scikit-learn ``StandardScaler -> LogisticRegression`` pipeline as one ONNX graph
+    (vector in, 7 probabilities out); its ``predict_proba`` on ``validation`` is the parity check."""
+    scaler, regression = pipeline[0], pipeline[-1]
+    scaler_mean, scaler_scale = scaler.mean_, scaler.scale_
+    coefficients, intercepts = regression.coef_, regression.intercept_
+    reference = pipeline
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 

@@ -179,14 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     x = speech_encoder_probe.pool_columns(embeddings, pooling)
     y = np.array([c.label for c in train_clips])
     head = speech_encoder_probe.fit_probe(x, y, regulariser)
-    scaler, regression = head[0], head[1]
     head_fields = export_linear_head(
-        scaler.mean_,
-        scaler.scale_,
-        regression.coef_,
-        regression.intercept_,
+        head,
         staging / HEAD_FILE,
-        reference=head,
         validation=x,
         on="the 1,200 training-actor clips' pooled states",
     )

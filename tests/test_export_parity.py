@@ -120,17 +120,7 @@ def test_the_encoder_head_graph_gives_the_fitted_regression_s_probabilities(tmp_
     y = np.repeat(np.arange(7), 50)
     x[np.arange(350), y] += 6.0
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000)).fit(x, y)
-    scaler, regression = probe[0], probe[1]
-    fields = export_linear_head(
-        scaler.mean_,
-        scaler.scale_,
-        regression.coef_,
-        regression.intercept_,
-        tmp_path / "head.onnx",
-        reference=probe,
-        validation=x[:64],
-        on="64 training vectors",
-    )
+    fields = export_linear_head(probe, tmp_path / "head.onnx", validation=x[:64], on="64 training vectors")
     assert fields["parity"]["max_abs_diff"] <= 1e-4
     session = open_session(tmp_path / "head.onnx")
     fresh = rng.normal(2.0, 3.0, (20, 512)).astype(np.float32)
