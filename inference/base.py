@@ -133,7 +133,11 @@ class Recognizer(ABC):
 
     def is_available(self) -> bool:
         """True when every required model file is present (cheap; loads nothing)."""
-        return all((self.model_dir / name).is_file() for name in self.model_files())
+        return not self.missing_files()
+
+    def missing_files(self) -> list[str]:
+        """The required files that are not there, as the 503 message names them."""
+        return [name for name in self.model_files() if not (self.model_dir / name).is_file()]
 
     @property
     def is_loaded(self) -> bool:
@@ -166,7 +170,7 @@ class Recognizer(ABC):
             if self._loaded:
                 return
             if not self.is_available():
-                missing = [n for n in self.model_files() if not (self.model_dir / n).is_file()]
+                missing = self.missing_files()
                 raise ModelUnavailable(
                     f"The {self.modality} model is not installed (missing {', '.join(missing)} "
                     f"in {self.model_dir.name}/); {self.modality} predictions are unavailable."

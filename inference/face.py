@@ -1,9 +1,10 @@
 """Face recogniser: photo bytes -> every face's box and 7 emotion probabilities.
 
 Serves the ONNX graph written by ``model_training.export`` at the end of training (the
-flip-averaged MiniXception, run by ONNX Runtime; no TensorFlow in the serving process). All
-faces of a photo go through the network in one batch; the prediction's probabilities are the
-largest face's.
+flip-averaged MiniXception, run by ONNX Runtime; no TensorFlow in the serving process). Faces
+are found by the BlazeFace CNN of ``models/face_detector`` and, for what it misses, OpenCV's
+Haar cascade. All faces of a photo go through the network in one batch; the prediction's
+probabilities are the largest face's.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from errors import InvalidInput, ModelUnavailable, UnusableInput
 from inference.base import CARD_FILE, Recognizer
 from inference.labels import EMOTIONS, NUM_EMOTIONS
 from inference.onnx_session import open_session
+from preprocessing.face_detection import BlazeFaceDetector
 from preprocessing.image import FACE_SIZE, crop_face, decode_image, detect_faces, warm_up, whole_image_face
 
 MODEL_FILE = "face_model.onnx"
@@ -26,16 +28,25 @@ CHUNK = 256
 
 
 class FaceRecognizer(Recognizer):
-    """MiniXception facial-expression classifier behind OpenCV Haar face detection."""
+    """MiniXception facial-expression classifier behind BlazeFace (then Haar) face detection."""
 
     modality: ClassVar[str] = "face"
     required_files: ClassVar[tuple[str, ...]] = (MODEL_FILE, CARD_FILE)
 
-    def __init__(self, model_dir: Any, *, threads: int = 1) -> None:
+    def __init__(self, model_dir: Any, *, threads: int = 1, detector_dir: Any = None) -> None:
         super().__init__(model_dir)
         self._threads = threads
         self._session: Any = None
         self._input_name = ""
+        #: The face detector's folder: ``models/face_detector`` beside the face model by default.
+        self.detector = BlazeFaceDetector(detector_dir or self.model_dir.parent / "face_detector", threads=threads)
+
+    def missing_files(self) -> list[str]:
+        """The face model's files, and the face detector's beside them."""
+        missing = super().missing_files()
+        if not self.detector.available:
+            missing.append(f"the face detector in {self.detector.model_dir.name}/")
+        return missing
 
     def _load(self) -> None:
         size = int(self.card.get("input", {}).get("size", FACE_SIZE))
@@ -48,6 +59,7 @@ class FaceRecognizer(Recognizer):
         self._input_name = inputs[0].name
         self._session = session
         session.run(None, {self._input_name: np.zeros((1, FACE_SIZE, FACE_SIZE, 1), np.float32)})  # allocates once
+        self.detector.load()  # ModelUnavailable (503) when models/face_detector is missing, like any model
         warm_up()  # OpenCV and the face detector, so the first photo costs what later ones do
 
     def predict_proba(self, batch: np.ndarray) -> np.ndarray:
@@ -78,7 +90,7 @@ class FaceRecognizer(Recognizer):
             faces = whole_image_face(gray)[None]
             detected = 1
         else:
-            found = detect_faces(gray)
+            found = detect_faces(gray, self.detector)
             if not found:
                 raise UnusableInput(
                     "No face was detected in the image. Use a well-lit photo of a face looking at the camera.",

@@ -10,8 +10,10 @@ the pictures the face endpoint meets, enlarged with bicubic interpolation:
 - **in a webcam frame**: the face, at a third and at half of the frame's height, on a
   640x480 background of its own mean grey.
 
-It reports the fraction found by ``preprocessing.image.detect_faces`` with and without the
-padded pass (``PAD_FRACTION``), so the figure for each framing shows what the pass adds.
+It reports, for each framing, the fraction found by what the service runs
+(``preprocessing.image.detect_faces`` with the BlazeFace detector of ``models/face_detector``:
+the CNN, the CNN on a padded copy, then the Haar passes), by BlazeFace alone on the picture as
+it is, and by the Haar passes alone (the detector before the CNN was added).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from model_training.common import DEFAULT_DATA_ROOT
+from model_training.common import DEFAULT_DATA_ROOT, DEFAULT_MODELS_DIR
 
 TIGHT_SIDES = (240, 480, 640)
 FRAME = (480, 640)
@@ -46,40 +48,40 @@ def framings(face: np.ndarray) -> dict[str, np.ndarray]:
     return pictures
 
 
-def recall(faces: np.ndarray) -> dict[str, dict[str, Any]]:
+def recall(faces: np.ndarray, detector: Any) -> dict[str, Any]:
+    """Fraction of ``faces`` found in each framing: served pipeline, CNN alone, Haar alone."""
     from preprocessing import image
 
-    found: dict[str, dict[str, int]] = {}
+    counts: dict[str, dict[str, int]] = {}
     for face in faces:
         for name, picture in framings(face).items():
-            counts = found.setdefault(name, {"padded": 0, "unpadded": 0})
-            direct = bool(image._detect_at(picture, image.DETECT_SIDE))
-            if not direct and max(picture.shape) > image.DETECT_SIDE * 1.5:
-                direct = bool(image._detect_at(picture, image.DETECT_SIDE_FINE))
-            counts["unpadded"] += direct
-            counts["padded"] += bool(image.detect_faces(picture))
+            row = counts.setdefault(name, {"served": 0, "cnn": 0, "haar": 0})
+            row["served"] += bool(image.detect_faces(picture, detector))
+            row["cnn"] += bool(detector.detect(picture))
+            row["haar"] += bool(image.detect_faces(picture))
     n = len(faces)
-    return {
-        name: {"n": n, "found": counts["padded"] / n, "found_without_padded_pass": counts["unpadded"] / n}
-        for name, counts in found.items()
-    }
+    return {"n": n, "framings": {name: {k: v / n for k, v in row.items()} for name, row in counts.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:
     from model_training.datasets import load_fer_csv
+    from preprocessing.face_detection import BlazeFaceDetector
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fer-csv", type=Path, default=DEFAULT_DATA_ROOT / "face" / "fer2013.csv.gz")
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "moodlens" / "face")
+    parser.add_argument("--detector-dir", type=Path, default=DEFAULT_MODELS_DIR / "face_detector")
     parser.add_argument("--limit", type=int, default=0, help="only the first N PrivateTest faces (0: all)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     faces, _ = load_fer_csv(args.fer_csv, args.cache_dir)["PrivateTest"]
     if args.limit:
         faces = faces[: args.limit]
-    figures = recall(faces)
-    for name, row in figures.items():
-        print(f"{name:>24}: {row['found']:.1%} found (without the padded pass {row['found_without_padded_pass']:.1%})")
+    detector = BlazeFaceDetector(args.detector_dir)
+    detector.load()
+    figures = recall(faces, detector)
+    for name, row in figures["framings"].items():
+        print(f"{name:>24}: served {row['served']:.1%}, BlazeFace alone {row['cnn']:.1%}, Haar alone {row['haar']:.1%}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0

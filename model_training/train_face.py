@@ -22,6 +22,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +134,68 @@ def make_augmenter(rotation_deg: float, shift: float, zoom: float) -> Any:
     return augment
 
 
+def make_degrader(probability: float, jpeg_quality: tuple[int, int] = (30, 70)) -> Any:
+    """Photometric and camera degradations the robustness suite measures, each on a random
+    share ``probability`` of a batch's faces: brightness and contrast, Gaussian-like blur, a
+    resolution round trip (down to 20-36 px and back, as an enlarged webcam crop looks) and JPEG
+    compression. FER2013 faces are clean 48x48 crops; users' photos are not.
+
+    Works on a batch in the model's [-1, 1] scale and leaves the targets untouched.
+    """
+    import tensorflow as tf
+
+    size = IMAGE_SIZE
+    kernel_1d = np.array([1.0, 4.0, 6.0, 4.0, 1.0], dtype=np.float32)
+    kernel = np.outer(kernel_1d, kernel_1d)
+    kernel = (kernel / kernel.sum()).reshape(5, 5, 1, 1)
+
+    def chosen(n: Any) -> Any:
+        return tf.cast(tf.random.uniform([n, 1, 1, 1]) < probability, tf.float32)
+
+    def jpeg(face: Any) -> Any:
+        pixels = tf.cast(tf.clip_by_value((face / 2.0 + 0.5) * 255.0, 0.0, 255.0), tf.uint8)
+        squeezed = tf.image.random_jpeg_quality(pixels, jpeg_quality[0], jpeg_quality[1])
+        return (tf.cast(squeezed, tf.float32) / 255.0 - 0.5) * 2.0
+
+    def degrade(images: Any, targets: Any, *weights: Any) -> Any:
+        n = tf.shape(images)[0]
+        x = images
+        # Brightness and contrast about each face's own mean.
+        mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+        contrast = tf.random.uniform([n, 1, 1, 1], 0.6, 1.4)
+        shift = tf.random.uniform([n, 1, 1, 1], -0.4, 0.4)
+        adjusted = tf.clip_by_value((x - mean) * contrast + mean + shift, -1.0, 1.0)
+        pick = chosen(n)
+        x = pick * adjusted + (1.0 - pick) * x
+        # Blur: a blend with a 5x5 binomial-blurred copy (strength uniform in [0, 1]).
+        blurred = tf.nn.conv2d(tf.pad(x, [[0, 0], [2, 2], [2, 2], [0, 0]], mode="SYMMETRIC"), kernel, 1, "VALID")
+        pick = chosen(n) * tf.random.uniform([n, 1, 1, 1])
+        x = pick * blurred + (1.0 - pick) * x
+        # Resolution round trip: one small size per batch, bilinear both ways.
+        small = tf.random.uniform([], 20, 37, dtype=tf.int32)
+        round_trip = tf.image.resize(tf.image.resize(x, [small, small], "area"), [size, size], "bilinear")
+        pick = chosen(n)
+        x = pick * round_trip + (1.0 - pick) * x
+        # JPEG at low quality.
+        pick = chosen(n)
+        x = pick * tf.map_fn(jpeg, x, fn_output_signature=tf.float32) + (1.0 - pick) * x
+        return (tf.ensure_shape(x, images.shape), targets, *weights)
+
+    return degrade
+
+
+def cosine_by_epoch(base_lr: float, epochs: int, floor: float = 1e-5) -> Any:
+    """LearningRateScheduler: cosine over the planned epochs. It depends only on the epoch number,
+    so a run resumed from its backup continues the same schedule."""
+    import keras
+
+    def rate(epoch: int, _lr: float) -> float:
+        fraction = min(epoch / max(epochs - 1, 1), 1.0)
+        return float(floor + (base_lr - floor) * 0.5 * (1.0 + np.cos(np.pi * fraction)))
+
+    return keras.callbacks.LearningRateScheduler(rate, verbose=1)
+
+
 # -- training --------------------------------------------------------------------------------
 class TimeBudget:
     """Keras callback factory: stop after the epoch that crosses a wall-clock budget."""
@@ -162,6 +225,33 @@ class TimeBudget:
                     self.model.stop_training = True
 
         return _TimeBudget()
+
+
+BACKUP_MODEL = "model.keras"
+BACKUP_STATE = "state.json"
+
+
+class EpochBackup:
+    """Keras callback factory: after every epoch, the model (with its optimiser state) and the
+    number of epochs done, each written to a temporary file and renamed into place, so a process
+    killed at any moment leaves the previous epoch's backup whole (Keras' own BackupAndRestore
+    writes in place, and a kill during that write left a file that could not be opened)."""
+
+    @staticmethod
+    def create(folder: Path) -> Any:
+        import keras
+
+        class _EpochBackup(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                folder.mkdir(parents=True, exist_ok=True)
+                partial = folder / f"partial-{BACKUP_MODEL}"
+                self.model.save(partial)
+                os.replace(partial, folder / BACKUP_MODEL)
+                state = folder / f"partial-{BACKUP_STATE}"
+                state.write_text(json.dumps({"epochs_done": epoch + 1}))
+                os.replace(state, folder / BACKUP_STATE)
+
+        return _EpochBackup()
 
 
 def cosine_by_time(base_lr: float, minutes: float, floor: float = 1e-5) -> Any:
@@ -260,9 +350,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     train.add_argument("--lr-patience", type=int, default=5, help="epochs without improvement before LR halves")
     train.add_argument(
         "--schedule",
-        choices=("plateau", "cosine-time"),
+        choices=("plateau", "cosine-time", "cosine-epochs"),
         default="plateau",
-        help="halve the LR on validation plateaus, or cosine-anneal it over --time-budget-min",
+        help="halve the LR on validation plateaus, cosine-anneal it over --time-budget-min, or over --epochs "
+        "(the one a resumed run continues exactly)",
+    )
+    train.add_argument(
+        "--degrade",
+        type=float,
+        default=0.0,
+        help="share of faces given each camera degradation (brightness/contrast, blur, low resolution, JPEG)",
+    )
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="back up the run after every epoch (OUTPUT/backup/) and continue from the last backup when one is "
+        "there: a run stopped part-way picks up where it was",
     )
     train.add_argument("--time-budget-min", type=float, default=0.0, help="stop before this wall-clock budget")
     train.add_argument("--no-tta", action="store_true", help="do not average with the mirrored face")
@@ -394,18 +497,42 @@ def fit(args: argparse.Namespace, data: FaceData) -> Fitted:
             # models (segfault, reproduced with 32-256 filters); the reshuffle covers every face.
             .batch(args.batch_size, drop_remainder=True)
             .map(augment, num_parallel_calls=1)
-            .prefetch(2)
         )
+        if args.degrade > 0:
+            train_ds = train_ds.map(make_degrader(args.degrade), num_parallel_calls=1)
+        train_ds = train_ds.prefetch(2)
         val_targets = np.eye(NUM_EMOTIONS, dtype=np.float32)[y_val]
         val_ds = tf.data.Dataset.from_tensor_slices((x_val, val_targets)).batch(512)
+        backup = args.output / "backup"
+        initial_epoch = 0
+        if args.resume and (backup / BACKUP_STATE).is_file():
+            # The last completed epoch's model, optimiser state included; later rows of the history
+            # (an epoch logged just before the process was stopped) are dropped with it.
+            initial_epoch = int(json.loads((backup / BACKUP_STATE).read_text())["epochs_done"])
+            model = keras.models.load_model(backup / BACKUP_MODEL)
+            _truncate_history(history_csv, initial_epoch)
+            print(f"resuming from the backup after epoch {initial_epoch}")
+        resuming = initial_epoch > 0
+        # A resumed run keeps the best checkpoint of its earlier part unless it beats it.
+        best_so_far = max(_read_history(history_csv).get("val_accuracy", [0.0])) if resuming else None
         callbacks: list[Any] = [
-            keras.callbacks.ModelCheckpoint(checkpoint, monitor="val_accuracy", mode="max", save_best_only=True),
+            keras.callbacks.ModelCheckpoint(
+                checkpoint,
+                monitor="val_accuracy",
+                mode="max",
+                save_best_only=True,
+                initial_value_threshold=best_so_far,
+            ),
             keras.callbacks.EarlyStopping(
                 monitor="val_accuracy", mode="max", patience=args.patience, restore_best_weights=True
             ),
-            keras.callbacks.CSVLogger(str(history_csv)),
+            keras.callbacks.CSVLogger(str(history_csv), append=resuming),
         ]
-        if args.schedule == "cosine-time":
+        if args.resume:
+            callbacks.append(EpochBackup.create(backup))
+        if args.schedule == "cosine-epochs":
+            callbacks.append(cosine_by_epoch(args.learning_rate, args.epochs))
+        elif args.schedule == "cosine-time":
             if args.time_budget_min <= 0:
                 raise SystemExit("--schedule cosine-time needs --time-budget-min")
             callbacks.append(cosine_by_time(args.learning_rate, args.time_budget_min))
@@ -418,8 +545,17 @@ def fit(args: argparse.Namespace, data: FaceData) -> Fitted:
         if args.time_budget_min > 0:
             time_budget = TimeBudget.create(args.time_budget_min)
             callbacks.append(time_budget)
-        fit = model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, callbacks=callbacks, verbose=1)
-        epochs_run = len(fit.history["loss"])
+        fit = model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=args.epochs,
+            initial_epoch=initial_epoch,
+            callbacks=callbacks,
+            verbose=1,
+        )
+        epochs_run = initial_epoch + len(fit.history.get("loss", []))
+        if args.resume:
+            shutil.rmtree(backup, ignore_errors=True)  # finished: the next run starts afresh
         # EarlyStopping restores the best weights only when it fires; the checkpoint is the best.
         if checkpoint.is_file():
             model = keras.models.load_model(checkpoint)
@@ -443,6 +579,20 @@ def main(argv: list[str] | None = None) -> int:
     evaluation = evaluate(args, fitted.model, data, tta)
     write_card(args, data=data, fitted=fitted, evaluation=evaluation, serving=serving, tta=tta, started=started)
     return 0
+
+
+def _describe_model(path: Path) -> str:
+    """The warm-start model as the card names it: file and, beside it, its card's training date."""
+    card_file = Path(path).parent / "card.json"
+    trained = json.loads(card_file.read_text()).get("trained_on") if card_file.is_file() else None
+    return f"{Path(path).name}" + (f" (trained {trained})" if trained else "")
+
+
+def _truncate_history(history_csv: Path, epochs: int) -> None:
+    """Keep the header and the first ``epochs`` rows (the epochs the backup holds)."""
+    if history_csv.is_file():
+        lines = history_csv.read_text(encoding="utf-8").splitlines(keepends=True)
+        history_csv.write_text("".join(lines[: epochs + 1]), encoding="utf-8")
 
 
 def _history_length(history_csv: Path) -> int:
@@ -570,7 +720,11 @@ def write_card(
             "size": IMAGE_SIZE,
             "channels": 1,
             "normalisation": NORMALISATION,
-            "face_crop": "square Haar frontal-face box (preprocessing.image.crop_face, margin 0 chosen on PublicTest)",
+            "face_crop": (
+                "BlazeFace box mapped to the face image's square (models/face_detector/card.json, measured on "
+                "PublicTest); the Haar box (margin 0, chosen on PublicTest) for faces BlazeFace misses; "
+                "preprocessing.image.crop_face"
+            ),
         },
         "test_time_flip": tta,
         **({"ensemble": ensemble} if ensemble else {}),
@@ -578,6 +732,7 @@ def write_card(
             "epochs_run": epochs_run,
             "stopped_for_time_budget": bool(time_budget and time_budget.stopped_for_time),
             "finished_from_checkpoint": bool(args.from_checkpoint),
+            "warm_start_from": _describe_model(args.init_from) if args.init_from else None,
             "wall_clock_minutes": round(minutes, 1),
             "hardware": "2-core CPU",
             "seed": args.seed,
@@ -587,6 +742,8 @@ def write_card(
                 "lr_schedule": (
                     f"cosine annealing over a {args.time_budget_min:.0f}-minute wall-clock budget to 1e-5"
                     if args.schedule == "cosine-time"
+                    else f"cosine annealing over {args.epochs} epochs to 1e-5"
+                    if args.schedule == "cosine-epochs"
                     else f"halve on val-accuracy plateau ({args.lr_patience} epochs), min 1e-5"
                 ),
                 "batch_size": args.batch_size,
@@ -600,6 +757,14 @@ def write_card(
                     "rotation_deg": args.rotation,
                     "shift": args.shift,
                     "zoom": args.zoom,
+                    "degradations": (
+                        {
+                            "share_each": args.degrade,
+                            "kinds": "brightness/contrast, blur, 20-36 px round trip, JPEG quality 30-70",
+                        }
+                        if args.degrade > 0
+                        else None
+                    ),
                 },
                 "ferplus_target_weight": args.ferplus_weight if votes is not None else 0.0,
                 "train_limit": args.limit or None,
@@ -640,7 +805,15 @@ def _card_sections(args: argparse.Namespace, card: dict[str, Any], minutes: floa
         "",
         f"{epochs_run} epochs, {minutes:.1f} minutes on a 2-core CPU, seed {args.seed}, Adam "
         f"{args.learning_rate}, batch {args.batch_size}; augmentation flips, rotation {args.rotation} deg, "
-        f"shift {args.shift}, zoom {args.zoom}; class weights (inverse frequency)^{args.class_weight_power}.",
+        f"shift {args.shift}, zoom {args.zoom}"
+        + (
+            f"; camera degradations (brightness/contrast, blur, 20-36 px round trip, JPEG 30-70) each on "
+            f"{args.degrade:.0%} of the faces"
+            if args.degrade > 0
+            else ""
+        )
+        + (f"; FER+ vote distribution {args.ferplus_weight:.0%} of the target" if args.ferplus_weight > 0 else "")
+        + f"; class weights (inverse frequency)^{args.class_weight_power}.",
         "",
         "## Input",
         "",

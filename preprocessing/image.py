@@ -5,9 +5,10 @@ web layer answers bad uploads with a 4xx instead of a 500. The format is recogni
 content (magic bytes), never from the file name, and the pixel count is checked from the
 header before any pixel is decoded, so a "decompression bomb" costs nothing.
 
-Face detection uses the frontal-face Haar cascade bundled with OpenCV, run on a downscaled
-copy of the frame (a full 640x480 frame costs several times more) with the boxes mapped back
-to the original coordinates.
+Face detection runs the BlazeFace CNN (``preprocessing.face_detection``, when the recogniser
+passes one) and, for what it misses, the frontal-face Haar cascade bundled with OpenCV, on a
+downscaled copy of the frame (a full 640x480 frame costs several times more) with the boxes
+mapped back to the original coordinates.
 """
 
 from __future__ import annotations
@@ -18,11 +19,15 @@ import queue
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from errors import InputTooLarge, InvalidInput, UnsupportedMediaType, UnusableInput
 from preprocessing.media_type import sniff_media_type
+
+if TYPE_CHECKING:
+    from preprocessing.face_detection import BlazeFaceDetector, Detection
 
 #: Side of the square grayscale face the model takes (FER2013's size).
 FACE_SIZE = 48
@@ -40,6 +45,9 @@ DETECT_SIDE_FINE = 640
 PAD_FRACTION = 0.35
 #: Smallest face the detector reports, in pixels of the scanned copy.
 MIN_FACE = 24
+#: The CNN detector's second look, for a face that fills the frame: a border of this fraction
+#: of the longer side (chosen on FER2013 PublicTest faces enlarged to fill the frame).
+CNN_PAD_FRACTION = 0.25
 
 FORMAT_NAMES = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP"}
 
@@ -194,21 +202,70 @@ def _detect_at(gray: np.ndarray, side: int) -> list[FaceBox]:
     return boxes
 
 
-def detect_faces(gray: np.ndarray) -> list[FaceBox]:
-    """Every frontal face in a grayscale frame, largest first (empty list when none).
+def detect_faces(gray: np.ndarray, detector: BlazeFaceDetector | None = None) -> list[FaceBox]:
+    """Every face in a grayscale frame, largest first (empty list when none).
 
-    The frame is scanned at a longer side of 320 px; only when that finds nothing in a larger
-    picture is it scanned again at 640 px, so small faces in big photos are still found, and
-    only when both find nothing inside a padded border, so faces that fill the frame are too.
+    With a CNN ``detector`` (the recogniser's), its faces are the answer, from the frame or, when
+    it finds none, from a copy inside a padded border. When there is none, or it found nothing,
+    the Haar cascade scans the frame at a longer side of 320 px; only when that finds nothing in
+    a larger picture is it scanned again at 640 px, so small faces in big photos are still found,
+    and only when both find nothing inside a padded border, so faces that fill the frame are too.
     """
     if gray.ndim != 2 or gray.dtype != np.uint8:
         raise ValueError("detect_faces expects a 2-D uint8 grayscale array")
+    boxes = _detect_cnn(gray, detector) if detector is not None else []
+    if boxes:
+        return sorted(boxes, key=lambda b: (-b.area, b.x, b.y))
     boxes = _detect_at(gray, DETECT_SIDE)
     if not boxes and max(gray.shape) > DETECT_SIDE * 1.5:
         boxes = _detect_at(gray, DETECT_SIDE_FINE)
     if not boxes:
         boxes = _detect_padded(gray)
     return sorted(boxes, key=lambda b: (-b.area, b.x, b.y))
+
+
+def _detect_cnn(gray: np.ndarray, detector: BlazeFaceDetector) -> list[FaceBox]:
+    """The CNN's faces as FER2013-framed squares: from the frame, else from a padded copy (a face
+    that fills the frame), else from overlapping tiles (a face small in a large frame)."""
+    import cv2
+
+    height, width = gray.shape
+    found = [_face_square(d, detector) for d in detector.detect(gray)]
+    offset = 0
+    if not found:
+        offset = max(1, round(CNN_PAD_FRACTION * max(height, width)))
+        padded = cv2.copyMakeBorder(gray, offset, offset, offset, offset, cv2.BORDER_CONSTANT, value=int(gray.mean()))
+        found = [_face_square(d, detector) for d in detector.detect(padded)]
+    if not found:
+        offset = 0
+        found = [_face_square(d, detector) for d in detector.detect_tiled(gray)]
+    boxes = []
+    for square in found:
+        x0, y0, x1, y1 = (value - offset for value in square)
+        inside = _clipped((x0, y0, x1, y1), width, height)
+        # Keep faces mostly inside the real frame, not ones a border made up.
+        if inside.w > 0 and inside.h > 0 and inside.area >= 0.5 * (x1 - x0) * (y1 - y0):
+            boxes.append(inside)
+    return boxes
+
+
+def _face_square(detection: Detection, detector: BlazeFaceDetector) -> tuple[float, float, float, float]:
+    """The detector's box as the square a FER2013 face image would show (the framing the face
+    model was trained on): the card's scale and vertical shift, measured on PublicTest."""
+    square = detector.card.get("face_square", {})
+    scale, shift_y = float(square.get("scale", 1.0)), float(square.get("shift_y", 0.0))
+    side = max(detection.x1 - detection.x0, detection.y1 - detection.y0)
+    cx = (detection.x0 + detection.x1) / 2.0
+    cy = (detection.y0 + detection.y1) / 2.0 + shift_y * side
+    half = scale * side / 2.0
+    return cx - half, cy - half, cx + half, cy + half
+
+
+def _clipped(corners: tuple[float, float, float, float], width: int, height: int) -> FaceBox:
+    x0, y0, x1, y1 = corners
+    left, top = max(round(x0), 0), max(round(y0), 0)
+    right, bottom = min(round(x1), width), min(round(y1), height)
+    return FaceBox(left, top, max(right - left, 0), max(bottom - top, 0))
 
 
 def _detect_padded(gray: np.ndarray) -> list[FaceBox]:

@@ -9,6 +9,7 @@ class weight.
 from __future__ import annotations
 
 import gzip
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +171,80 @@ def test_an_ensemble_is_served_only_when_it_beats_this_run_on_validation(tmp_pat
     assert np.allclose(served[0, :2], [0.35, 0.65], atol=1e-5)
 
     assert choose_ensemble(this_run, [], x_val, np.ones(8, int), tta=True) == (this_run, None)
+
+
+def test_camera_degradations_keep_shape_range_and_targets_and_are_off_at_probability_zero() -> None:
+    from model_training.train_face import make_degrader
+
+    rng = np.random.default_rng(0)
+    faces = rng.uniform(-1, 1, (32, 48, 48, 1)).astype(np.float32)
+    targets = np.eye(7, dtype=np.float32)[rng.integers(0, 7, 32)]
+    untouched, same_targets, weights = make_degrader(0.0)(faces, targets, np.ones(32, np.float32))
+    np.testing.assert_allclose(np.asarray(untouched), faces, atol=1e-6)
+    degraded, same_targets, _ = make_degrader(1.0)(faces, targets, np.ones(32, np.float32))
+    degraded = np.asarray(degraded)
+    assert degraded.shape == faces.shape and degraded.dtype == np.float32
+    assert degraded.min() >= -1.0 - 1e-5 and degraded.max() <= 1.0 + 1e-5
+    assert np.abs(degraded - faces).mean() > 0.05  # every face was changed
+    # Blur and resolution loss smooth a noisy face: neighbouring pixels become alike.
+    assert np.abs(np.diff(degraded, axis=2)).mean() < np.abs(np.diff(faces, axis=2)).mean()
+    np.testing.assert_array_equal(np.asarray(same_targets), targets)
+    assert weights.shape == (32,)
+
+
+def test_the_epoch_cosine_schedule_starts_at_the_base_rate_and_ends_at_the_floor() -> None:
+    from model_training.train_face import cosine_by_epoch
+
+    schedule = cosine_by_epoch(3e-4, epochs=11).schedule
+    rates = [schedule(epoch, 0.0) for epoch in range(11)]
+    assert rates[0] == pytest.approx(3e-4) and rates[-1] == pytest.approx(1e-5)
+    assert rates[5] == pytest.approx((3e-4 + 1e-5) / 2)
+    assert all(a > b for a, b in itertools.pairwise(rates))
+
+
+@pytest.mark.slow
+def test_a_training_run_stopped_part_way_resumes_from_its_last_epoch(tmp_path: Path) -> None:
+    import csv
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    rng = np.random.default_rng(1)
+    csv_path = tmp_path / "fer.csv"
+    with open(csv_path, "w") as handle:
+        handle.write("emotion,pixels,Usage\n")
+        for i in range(640):
+            usage = "Training" if i < 512 else ("PublicTest" if i < 576 else "PrivateTest")
+            pixels = " ".join(str(v) for v in rng.integers(0, 256, 2304))
+            handle.write(f"{i % 7},{pixels},{usage}\n")
+    out = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "model_training.train_face", "--fer-csv", str(csv_path), "--cache-dir",
+        str(tmp_path / "cache"), "--filters", "8", "--epochs", "12", "--batch-size", "32", "--patience", "99",
+        "--schedule", "cosine-epochs", "--resume", "--degrade", "0.2", "--output", str(out), "--threads", "1",
+    ]  # fmt: skip
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(repo), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    first = subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    history = out / "history.csv"
+    while time.monotonic() < deadline and first.poll() is None:
+        if history.is_file() and len(history.read_text().splitlines()) >= 4:  # header + 3 epochs
+            break
+        time.sleep(0.2)
+    assert first.poll() is None, "the first run ended before it could be stopped"
+    first.send_signal(signal.SIGKILL)  # what a session's end does to a process still running
+    first.wait()
+    assert (out / "backup").is_dir()
+    stopped_after = len(history.read_text().splitlines()) - 1
+
+    finished = subprocess.run(command, check=False, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    with open(history) as handle:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(handle)]
+    assert epochs == list(range(12))  # continued where it stopped: no epoch twice, none missing
+    assert stopped_after < 12
+    assert not (out / "backup").exists()  # a finished run leaves no backup behind
+    assert (out / "face_model.onnx").is_file() and (out / "card.json").is_file()
