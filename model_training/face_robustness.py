@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     faces, labels = load_fer_csv(args.fer_csv, args.cache_dir)[args.split]
     if args.limit:
         faces, labels = faces[: args.limit], labels[: args.limit]
-    recognizer = FaceRecognizer(args.model_dir)
+    recognizer = FaceRecognizer(args.model_dir, detector_dir=DEFAULT_MODELS_DIR / "face_detector")  # not used here
     recognizer.load()
     figures = measure(recognizer, faces, labels)
     print(markdown_table(figures, args.split, len(labels)))

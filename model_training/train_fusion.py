@@ -436,6 +436,10 @@ def main(argv: list[str] | None = None) -> int:
         args.no_write = False
         result = evaluate(args)
         sys.stdout.write(markdown(result))
+    from model_training.export import update_card
+
+    # Last, so the card's Serving section survives the evaluation's rewrite of MODEL_CARD.md.
+    update_card(output_dir, serving, size_from_onnx=False)
     return 0
 
 

@@ -169,6 +169,11 @@ def test_the_model_card_reports_privatetest_metrics_and_the_model_is_small() -> 
     assert card["input"]["size"] == 48
     assert (MODEL_DIR / "confusion_matrix.png").is_file()
     assert (MODEL_DIR / "training_curves.png").is_file()
+    # The robustness suite was measured on the served model's test split and is in the card.
+    robustness = card["robustness"]
+    assert (robustness["split"], robustness["n"]) == ("PrivateTest", 3589)
+    assert robustness["conditions"]["clean"]["accuracy"] == pytest.approx(metrics["accuracy"], abs=0.002)
+    assert "## Robustness (camera conditions)" in (MODEL_DIR / "MODEL_CARD.md").read_text()
 
 
 def test_evaluation_counts_images_without_a_face_instead_of_dropping_them(tmp_path: Path) -> None:
