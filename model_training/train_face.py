@@ -227,14 +227,14 @@ class TimeBudget:
         return _TimeBudget()
 
 
-BACKUP_MODEL = "model.keras"
 BACKUP_STATE = "state.json"
 
 
 class EpochBackup:
-    """Keras callback factory: after every epoch, the model (with its optimiser state) and the
-    number of epochs done, each written to a temporary file and renamed into place, so a process
-    killed at any moment leaves the previous epoch's backup whole (Keras' own BackupAndRestore
+    """Keras callback factory: after every epoch, the model (with its optimiser state) as
+    ``model-<epochs done>.keras``, then ``state.json`` naming it, each written to a temporary
+    file and renamed into place, then older models removed. A process killed at any moment
+    leaves a state that names a whole model of the epoch it says (Keras' own BackupAndRestore
     writes in place, and a kill during that write left a file that could not be opened)."""
 
     @staticmethod
@@ -244,12 +244,16 @@ class EpochBackup:
         class _EpochBackup(keras.callbacks.Callback):
             def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
                 folder.mkdir(parents=True, exist_ok=True)
-                partial = folder / f"partial-{BACKUP_MODEL}"
+                name = f"model-{epoch + 1}.keras"
+                partial = folder / f"partial-{name}"
                 self.model.save(partial)
-                os.replace(partial, folder / BACKUP_MODEL)
+                os.replace(partial, folder / name)
                 state = folder / f"partial-{BACKUP_STATE}"
-                state.write_text(json.dumps({"epochs_done": epoch + 1}))
+                state.write_text(json.dumps({"epochs_done": epoch + 1, "model": name}))
                 os.replace(state, folder / BACKUP_STATE)
+                for older in folder.glob("model-*.keras"):
+                    if older.name != name:
+                        older.unlink(missing_ok=True)
 
         return _EpochBackup()
 
@@ -508,8 +512,9 @@ def fit(args: argparse.Namespace, data: FaceData) -> Fitted:
         if args.resume and (backup / BACKUP_STATE).is_file():
             # The last completed epoch's model, optimiser state included; later rows of the history
             # (an epoch logged just before the process was stopped) are dropped with it.
-            initial_epoch = int(json.loads((backup / BACKUP_STATE).read_text())["epochs_done"])
-            model = keras.models.load_model(backup / BACKUP_MODEL)
+            state = json.loads((backup / BACKUP_STATE).read_text())
+            initial_epoch = int(state["epochs_done"])
+            model = keras.models.load_model(backup / state["model"])
             _truncate_history(history_csv, initial_epoch)
             print(f"resuming from the backup after epoch {initial_epoch}")
         resuming = initial_epoch > 0
@@ -554,7 +559,7 @@ def fit(args: argparse.Namespace, data: FaceData) -> Fitted:
             verbose=1,
         )
         epochs_run = initial_epoch + len(fit.history.get("loss", []))
-        if args.resume:
+        if args.resume and not (time_budget and time_budget.stopped_for_time):
             shutil.rmtree(backup, ignore_errors=True)  # finished: the next run starts afresh
         # EarlyStopping restores the best weights only when it fires; the checkpoint is the best.
         if checkpoint.is_file():

@@ -27,6 +27,8 @@ from errors import ModelUnavailable
 
 MODEL_FILE = "face_detector.onnx"
 CARD_FILE = "card.json"
+#: Most tiles the tiled pass scans (a 16:9 frame takes 10); longer strips are not tiled.
+MAX_TILES = 16
 
 
 @dataclass(frozen=True)
@@ -158,29 +160,48 @@ class BlazeFaceDetector:
     def _blank(config: DecoderConfig) -> np.ndarray:
         return np.zeros((1, config.input_size, config.input_size, 3), np.float32)
 
-    def detect(self, gray: np.ndarray) -> list[Detection]:
-        """Faces in pixels of ``gray`` (boxes may reach past its edges), best score first."""
+    def detect(self, gray: np.ndarray, *, pad_fraction: float = 0.0) -> list[Detection]:
+        """Faces in pixels of ``gray`` (boxes may reach past its edges), best score first.
+
+        ``pad_fraction`` > 0 first surrounds the picture with a border of its mean grey, that
+        fraction of its longer side wide (a face that fills the frame). The picture is shrunk to
+        the graph's input before any padding or letterboxing, so an upload's shape never costs
+        more memory than its pixels.
+        """
         import cv2
 
         self.load()
         assert self.config is not None
-        height, width = gray.shape
-        side = max(height, width)
-        # Letterbox: the picture centred on a black square, as the model's own pipeline does.
-        top, left = (side - height) // 2, (side - width) // 2
-        square = cv2.copyMakeBorder(
-            gray, top, side - height - top, left, side - width - left, cv2.BORDER_CONSTANT, value=0
-        )
         size = self.config.input_size
-        interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-        small = cv2.resize(square, (size, size), interpolation=interpolation)
-        pixels = (small.astype(np.float32) / 127.5 - 1.0)[None, :, :, None].repeat(3, axis=3)
+        height, width = gray.shape
+        pad = pad_fraction * max(height, width)
+        padded_w, padded_h = width + 2 * pad, height + 2 * pad
+        scale = size / max(padded_w, padded_h)
+        small_w, small_h = max(1, round(width * scale)), max(1, round(height * scale))
+        interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+        small = cv2.resize(gray, (small_w, small_h), interpolation=interpolation)
+        # Letterbox: the (padded) picture centred on a black square, as the model's own pipeline does.
+        canvas = np.zeros((size, size), np.uint8)
+        border_w, border_h = min(size, round(padded_w * scale)), min(size, round(padded_h * scale))
+        bx, by = (size - border_w) // 2, (size - border_h) // 2
+        if pad > 0:
+            canvas[by : by + border_h, bx : bx + border_w] = int(gray.mean())
+        left, top = (size - small_w) // 2, (size - small_h) // 2
+        canvas[top : top + small_h, left : left + small_w] = small
+        pixels = (canvas.astype(np.float32) / 127.5 - 1.0)[None, :, :, None].repeat(3, axis=3)
         outputs = dict(zip(self._output_names, self._session.run(None, {self._input_name: pixels}), strict=True))
         regressors = next(v for v in outputs.values() if v.shape[-1] > 1)
         scores = next(v for v in outputs.values() if v.shape[-1] == 1)
         found = decode(regressors[0], scores[0], self._anchors, self.config)
+        sx, sy = small_w / width, small_h / height
         return [
-            Detection(d.x0 * side - left, d.y0 * side - top, d.x1 * side - left, d.y1 * side - top, d.score)
+            Detection(
+                (d.x0 * size - left) / sx,
+                (d.y0 * size - top) / sy,
+                (d.x1 * size - left) / sx,
+                (d.y1 * size - top) / sy,
+                d.score,
+            )
             for d in found
         ]
 
@@ -195,9 +216,12 @@ class BlazeFaceDetector:
         if tile < self.config.input_size:
             return []
         step = max(tile // 2, 1)
+        rows, columns = _starts(height, tile, step), _starts(width, tile, step)
+        if len(rows) * len(columns) > MAX_TILES:  # a panorama or a strip: not a webcam picture
+            return []
         found: list[Detection] = []
-        for top in _starts(height, tile, step):
-            for left in _starts(width, tile, step):
+        for top in rows:
+            for left in columns:
                 for d in self.detect(gray[top : top + tile, left : left + tile]):
                     found.append(Detection(d.x0 + left, d.y0 + top, d.x1 + left, d.y1 + top, d.score))
         if not found:

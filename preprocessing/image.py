@@ -186,7 +186,8 @@ def _detect_at(gray: np.ndarray, side: int) -> list[FaceBox]:
     scale = min(side / max(height, width), 4.0)
     if scale != 1.0:
         interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
-        small = cv2.resize(gray, (round(width * scale), round(height * scale)), interpolation=interpolation)
+        shrunk = (max(1, round(width * scale)), max(1, round(height * scale)))  # a 4000x5 strip keeps a row
+        small = cv2.resize(gray, shrunk, interpolation=interpolation)
     else:
         small = gray
     with _cascade() as cascade:
@@ -227,21 +228,14 @@ def detect_faces(gray: np.ndarray, detector: BlazeFaceDetector | None = None) ->
 def _detect_cnn(gray: np.ndarray, detector: BlazeFaceDetector) -> list[FaceBox]:
     """The CNN's faces as FER2013-framed squares: from the frame, else from a padded copy (a face
     that fills the frame), else from overlapping tiles (a face small in a large frame)."""
-    import cv2
-
     height, width = gray.shape
     found = [_face_square(d, detector) for d in detector.detect(gray)]
-    offset = 0
     if not found:
-        offset = max(1, round(CNN_PAD_FRACTION * max(height, width)))
-        padded = cv2.copyMakeBorder(gray, offset, offset, offset, offset, cv2.BORDER_CONSTANT, value=int(gray.mean()))
-        found = [_face_square(d, detector) for d in detector.detect(padded)]
+        found = [_face_square(d, detector) for d in detector.detect(gray, pad_fraction=CNN_PAD_FRACTION)]
     if not found:
-        offset = 0
         found = [_face_square(d, detector) for d in detector.detect_tiled(gray)]
     boxes = []
-    for square in found:
-        x0, y0, x1, y1 = (value - offset for value in square)
+    for x0, y0, x1, y1 in found:
         inside = _clipped((x0, y0, x1, y1), width, height)
         # Keep faces mostly inside the real frame, not ones a border made up.
         if inside.w > 0 and inside.h > 0 and inside.area >= 0.5 * (x1 - x0) * (y1 - y0):
@@ -269,19 +263,29 @@ def _clipped(corners: tuple[float, float, float, float], width: int, height: int
 
 
 def _detect_padded(gray: np.ndarray) -> list[FaceBox]:
-    """Scan a copy inside a border of the frame's mean grey; boxes are clipped to the frame."""
+    """Scan a copy inside a border of the frame's mean grey; boxes are clipped to the frame.
+
+    The frame is shrunk to the scan size before the border is added, so the copy costs what the
+    scan does, whatever the upload's shape."""
     import cv2
 
     height, width = gray.shape
-    pad = max(1, round(PAD_FRACTION * max(height, width)))
-    padded = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=int(gray.mean()))
+    pad = PAD_FRACTION * max(height, width)
+    scale = min(DETECT_SIDE / (max(height, width) + 2 * pad), 4.0)
+    small_w, small_h = max(1, round(width * scale)), max(1, round(height * scale))
+    interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+    small = cv2.resize(gray, (small_w, small_h), interpolation=interpolation)
+    border = max(1, round(pad * scale))
+    padded = cv2.copyMakeBorder(small, border, border, border, border, cv2.BORDER_CONSTANT, value=int(gray.mean()))
+    sx, sy = small_w / width, small_h / height
     boxes = []
-    for box in _detect_at(padded, DETECT_SIDE):
-        x0, y0 = max(box.x - pad, 0), max(box.y - pad, 0)
-        x1, y1 = min(box.x + box.w - pad, width), min(box.y + box.h - pad, height)
+    for box in _detect_at(padded, max(padded.shape)):  # already at the scan size
+        x0, y0 = (box.x - border) / sx, (box.y - border) / sy
+        x1, y1 = (box.x + box.w - border) / sx, (box.y + box.h - border) / sy
+        inside = _clipped((x0, y0, x1, y1), width, height)
         # Keep faces mostly inside the real frame, not ones the border made up.
-        if (x1 - x0) * (y1 - y0) >= 0.5 * box.w * box.h:
-            boxes.append(FaceBox(x0, y0, x1 - x0, y1 - y0))
+        if inside.w > 0 and inside.h > 0 and inside.area >= 0.5 * (x1 - x0) * (y1 - y0):
+            boxes.append(inside)
     return boxes
 
 

@@ -43,6 +43,9 @@ def test_the_short_range_grids_give_the_896_anchors_blazeface_predicts_for() -> 
     anchors = anchor_centres(SHORT_RANGE)
     assert anchors.shape == (16 * 16 * 2 + 8 * 8 * 6, 2) == (896, 2)
     np.testing.assert_allclose(anchors[0], [0.5 / 16, 0.5 / 16])  # first cell of the stride-8 grid
+    np.testing.assert_allclose(anchors[1], anchors[0])  # its two anchors share the centre
+    np.testing.assert_allclose(anchors[2], [1.5 / 16, 0.5 / 16])  # then the next cell along x
+    np.testing.assert_allclose(anchors[32], [0.5 / 16, 1.5 / 16])  # a row later, y moves
     np.testing.assert_allclose(anchors[512], [0.5 / 8, 0.5 / 8])  # first cell of the stride-16 grid
     assert anchors.min() > 0 and anchors.max() < 1
 
@@ -168,3 +171,48 @@ def test_the_detector_card_reports_recall_at_webcam_sizes_and_its_pinned_source(
         assert row["served"] >= 0.98, name
         assert row["served"] >= row["haar"], name
     assert (DETECTOR_DIR / "face_detector.onnx").stat().st_size < 1_000_000
+
+
+@pytest.fixture
+def without_haar(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Detection with the CNN's passes alone: the Haar cascade may not answer."""
+
+    def refuse(*_: object) -> list[object]:
+        raise AssertionError("the Haar cascade was asked")
+
+    monkeypatch.setattr(image, "_detect_at", refuse)
+
+
+@pytest.mark.usefixtures("without_haar")
+def test_the_cnn_alone_finds_a_face_that_fills_the_frame_and_a_small_face_in_a_large_one(
+    detector: BlazeFaceDetector,
+) -> None:
+    import cv2
+
+    for path in (HAPPY, SURPRISE):
+        assert len(image.detect_faces(_filling(path, 640, 480), detector)) == 1
+    frame = np.full((1080, 1920), 190, np.uint8)
+    frame[600:800, 1400:1600] = cv2.resize(face(HAPPY), (200, 200), interpolation=cv2.INTER_CUBIC)
+    assert detector.detect(frame) == []  # too small for the whole-frame look
+    (found,) = detector.detect_tiled(frame)
+    assert abs((found.x0 + found.x1) / 2 - 1500) < 30 and abs((found.y0 + found.y1) / 2 - 700) < 30
+    assert len(image.detect_faces(frame, detector)) == 1
+
+
+def test_a_padded_look_maps_its_box_back_to_the_frame(detector: BlazeFaceDetector) -> None:
+    picture = _filling(SURPRISE, 240, 240)
+    padded = detector.detect(picture, pad_fraction=0.25)
+    assert len(padded) == 1
+    box = padded[0]
+    assert -30 < box.x0 < 60 and 180 < box.x1 < 270  # the face, in the picture's own pixels
+
+
+def test_strips_and_panoramas_cost_their_pixels_not_their_shape(detector: BlazeFaceDetector) -> None:
+    import time
+
+    for shape in ((5, 4000), (4000, 5), (1, 1), (60, 20000)):
+        started = time.perf_counter()
+        assert image.detect_faces(np.full(shape, 120, np.uint8), detector) == []
+        assert image.detect_faces(np.full(shape, 120, np.uint8)) == []  # Haar alone too
+        assert time.perf_counter() - started < 5  # no giant padded or letterboxed copy
+    assert detector.detect_tiled(np.full((600, 65000), 120, np.uint8)) == []  # too many tiles: not tiled

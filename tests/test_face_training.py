@@ -239,6 +239,7 @@ def test_a_training_run_stopped_part_way_resumes_from_its_last_epoch(tmp_path: P
     first.wait()
     assert (out / "backup").is_dir()
     stopped_after = len(history.read_text().splitlines()) - 1
+    before = history.read_text().splitlines()
 
     finished = subprocess.run(command, check=False, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-2000:]
@@ -246,5 +247,9 @@ def test_a_training_run_stopped_part_way_resumes_from_its_last_epoch(tmp_path: P
         epochs = [int(row["epoch"]) for row in csv.DictReader(handle)]
     assert epochs == list(range(12))  # continued where it stopped: no epoch twice, none missing
     assert stopped_after < 12
+    assert "resuming from the backup after epoch" in finished.stdout
+    resumed_at = int(finished.stdout.split("resuming from the backup after epoch ")[1].split()[0])
+    assert 1 <= resumed_at <= stopped_after
+    assert history.read_text().splitlines()[: resumed_at + 1] == before[: resumed_at + 1]  # earlier rows kept
     assert not (out / "backup").exists()  # a finished run leaves no backup behind
     assert (out / "face_model.onnx").is_file() and (out / "card.json").is_file()
