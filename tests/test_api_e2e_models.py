@@ -67,6 +67,39 @@ def test_a_face_photo_returns_face_boxes(real_api: Api) -> None:
     assert face["details"]["image"]["width"] > 0
 
 
+def _png(pixels: Any) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _post_image(api: Api, data: bytes) -> Any:
+    form = {"image": (io.BytesIO(data), "photo.png")}
+    return api.post("/api/predict/image", data=form, content_type="multipart/form-data")
+
+
+def test_a_tight_face_crop_is_found_and_a_strip_without_a_face_is_a_clear_422(real_api: Api) -> None:
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    face = np.asarray(Image.open(FIXTURES / "face" / "fer2013_privatetest_32318_happy.png").convert("L"))
+    tight = cv2.resize(face, (300, 300), interpolation=cv2.INTER_CUBIC)  # a phone crop: the face is the picture
+    response = _post_image(real_api, _png(tight))
+    assert response.status_code == 201, response.get_json()
+    assert response.get_json()["modalities"][0]["details"]["faces_detected"] == 1
+
+    before = real_api.get("/api/predictions").get_json()["total"]
+    for shape in ((5, 4000), (4000, 5), (300, 60000)):  # strips and a panorama: pixels within the limit
+        strip = np.full(shape, 128, np.uint8)
+        response = _post_image(real_api, _png(strip))
+        assert response.status_code == 422, (shape, response.get_json())
+        assert response.get_json()["error"]["code"] == "no_face_detected"
+    assert real_api.get("/api/predictions").get_json()["total"] == before  # nothing stored for a refusal
+
+
 def test_a_wav_recording_returns_an_attention_curve(real_api: Api) -> None:
     response = real_api.post(
         "/api/predict/speech",
