@@ -55,28 +55,19 @@ def _reframed(fraction: float) -> Perturbation:
     return reframe
 
 
-def _jpeg(quality: int) -> Perturbation:
+def _through_decoder(fmt: str, **options: Any) -> Perturbation:
+    """The enlarged face saved as an RGB ``fmt`` file and read back by the service's decoder
+    (its compression and its RGB -> grey conversion)."""
     from PIL import Image
 
-    def compress(face: np.ndarray) -> np.ndarray:
+    def encode_decode(face: np.ndarray) -> np.ndarray:
         from preprocessing.image import decode_image
 
         buffer = io.BytesIO()
-        Image.fromarray(_enlarged(face)).convert("RGB").save(buffer, format="JPEG", quality=quality)
+        Image.fromarray(_enlarged(face)).convert("RGB").save(buffer, format=fmt, **options)
         return decode_image(buffer.getvalue(), max_pixels=10**7)
 
-    return compress
-
-
-def _colour_photo(face: np.ndarray) -> np.ndarray:
-    """An RGB PNG photo of the face through the service's decoder (its RGB -> grey conversion)."""
-    from PIL import Image
-
-    from preprocessing.image import decode_image
-
-    buffer = io.BytesIO()
-    Image.fromarray(_enlarged(face)).convert("RGB").save(buffer, format="PNG")
-    return decode_image(buffer.getvalue(), max_pixels=10**7)
+    return encode_decode
 
 
 def _levels(gain: float, offset: float) -> Perturbation:
@@ -104,13 +95,13 @@ def _low_resolution(side: int) -> Perturbation:
 CONDITIONS: dict[str, Perturbation] = {
     "clean": lambda face: face,
     "enlarged to 224 px (service interpolation back)": _enlarged,
-    "RGB photo through the service decoder": _colour_photo,
+    "RGB photo through the service decoder": _through_decoder("PNG"),
     "tighter crop (10 % off each side)": _reframed(0.10),
     "tighter crop (5 % off each side)": _reframed(0.05),
     "looser crop (10 % added each side)": _reframed(-0.10),
     "looser crop (20 % added each side)": _reframed(-0.20),
-    "JPEG quality 50": _jpeg(50),
-    "JPEG quality 30": _jpeg(30),
+    "JPEG quality 50": _through_decoder("JPEG", quality=50),
+    "JPEG quality 30": _through_decoder("JPEG", quality=30),
     "brighter (+40 levels)": _levels(1.0, 40.0),
     "darker (-40 levels)": _levels(1.0, -40.0),
     "low contrast (x0.6)": _levels(0.6, 0.0),

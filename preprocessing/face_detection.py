@@ -124,6 +124,7 @@ class BlazeFaceDetector:
         self.config: DecoderConfig | None = None
         self._anchors = np.zeros((0, 2), np.float32)
         self._input_name = ""
+        self._output_names: list[str] = []
 
     @property
     def available(self) -> bool:
@@ -153,7 +154,9 @@ class BlazeFaceDetector:
                 raise ModelUnavailable("The face detector's outputs do not match the anchors its card describes.")
             self.card, self.config, self._anchors = card, config, anchors
             self._input_name = session.get_inputs()[0].name
-            self._output_names = [o.name for o in session.get_outputs()]
+            # Boxes (16 values per anchor) first, then scores (1), whatever order the graph lists them in.
+            by_width = sorted(zip(outputs, session.get_outputs(), strict=True), key=lambda pair: -pair[0].shape[-1])
+            self._output_names = [meta.name for _, meta in by_width]
             self._session = session
 
     @staticmethod
@@ -168,7 +171,7 @@ class BlazeFaceDetector:
         the graph's input before any padding or letterboxing, so an upload's shape never costs
         more memory than its pixels.
         """
-        import cv2
+        from preprocessing.image import scaled
 
         self.load()
         assert self.config is not None
@@ -177,9 +180,8 @@ class BlazeFaceDetector:
         pad = pad_fraction * max(height, width)
         padded_w, padded_h = width + 2 * pad, height + 2 * pad
         scale = size / max(padded_w, padded_h)
-        small_w, small_h = max(1, round(width * scale)), max(1, round(height * scale))
-        interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
-        small = cv2.resize(gray, (small_w, small_h), interpolation=interpolation)
+        small, sx, sy = scaled(gray, scale)
+        small_h, small_w = small.shape
         # Letterbox: the (padded) picture centred on a black square, as the model's own pipeline does.
         canvas = np.zeros((size, size), np.uint8)
         border_w, border_h = min(size, round(padded_w * scale)), min(size, round(padded_h * scale))
@@ -189,11 +191,8 @@ class BlazeFaceDetector:
         left, top = (size - small_w) // 2, (size - small_h) // 2
         canvas[top : top + small_h, left : left + small_w] = small
         pixels = (canvas.astype(np.float32) / 127.5 - 1.0)[None, :, :, None].repeat(3, axis=3)
-        outputs = dict(zip(self._output_names, self._session.run(None, {self._input_name: pixels}), strict=True))
-        regressors = next(v for v in outputs.values() if v.shape[-1] > 1)
-        scores = next(v for v in outputs.values() if v.shape[-1] == 1)
+        regressors, scores = self._session.run(self._output_names, {self._input_name: pixels})
         found = decode(regressors[0], scores[0], self._anchors, self.config)
-        sx, sy = small_w / width, small_h / height
         return [
             Detection(
                 (d.x0 * size - left) / sx,

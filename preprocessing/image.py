@@ -179,17 +179,23 @@ def warm_up(cascades: int = 2) -> None:
     detect_faces(np.full((120, 160), 128, dtype=np.uint8))
 
 
-def _detect_at(gray: np.ndarray, side: int) -> list[FaceBox]:
+def scaled(gray: np.ndarray, scale: float) -> tuple[np.ndarray, float, float]:
+    """``gray`` resized by ``scale`` (area-averaged when shrinking), at least one pixel each way so
+    a 4000x5 strip keeps a row, with the exact x and y factors for mapping boxes back."""
     import cv2
 
     height, width = gray.shape
+    if scale == 1.0:
+        return gray, 1.0, 1.0
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = cv2.resize(gray, size, interpolation=cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR)
+    return small, size[0] / width, size[1] / height
+
+
+def _detect_at(gray: np.ndarray, side: int) -> list[FaceBox]:
+    height, width = gray.shape
     scale = min(side / max(height, width), 4.0)
-    if scale != 1.0:
-        interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
-        shrunk = (max(1, round(width * scale)), max(1, round(height * scale)))  # a 4000x5 strip keeps a row
-        small = cv2.resize(gray, shrunk, interpolation=interpolation)
-    else:
-        small = gray
+    small, _, _ = scaled(gray, scale)
     with _cascade() as cascade:
         found = cascade.detectMultiScale(  # type: ignore[attr-defined]
             small, scaleFactor=1.1, minNeighbors=5, minSize=(MIN_FACE, MIN_FACE)
@@ -234,13 +240,7 @@ def _detect_cnn(gray: np.ndarray, detector: BlazeFaceDetector) -> list[FaceBox]:
         found = [_face_square(d, detector) for d in detector.detect(gray, pad_fraction=CNN_PAD_FRACTION)]
     if not found:
         found = [_face_square(d, detector) for d in detector.detect_tiled(gray)]
-    boxes = []
-    for x0, y0, x1, y1 in found:
-        inside = _clipped((x0, y0, x1, y1), width, height)
-        # Keep faces mostly inside the real frame, not ones a border made up.
-        if inside.w > 0 and inside.h > 0 and inside.area >= 0.5 * (x1 - x0) * (y1 - y0):
-            boxes.append(inside)
-    return boxes
+    return _mostly_inside(found, width, height)
 
 
 def _face_square(detection: Detection, detector: BlazeFaceDetector) -> tuple[float, float, float, float]:
@@ -255,11 +255,16 @@ def _face_square(detection: Detection, detector: BlazeFaceDetector) -> tuple[flo
     return cx - half, cy - half, cx + half, cy + half
 
 
-def _clipped(corners: tuple[float, float, float, float], width: int, height: int) -> FaceBox:
-    x0, y0, x1, y1 = corners
-    left, top = max(round(x0), 0), max(round(y0), 0)
-    right, bottom = min(round(x1), width), min(round(y1), height)
-    return FaceBox(left, top, max(right - left, 0), max(bottom - top, 0))
+def _mostly_inside(corners: list[tuple[float, float, float, float]], width: int, height: int) -> list[FaceBox]:
+    """The boxes clipped to the frame, keeping only faces mostly inside it (not ones a border made up)."""
+    boxes = []
+    for x0, y0, x1, y1 in corners:
+        left, top = max(round(x0), 0), max(round(y0), 0)
+        right, bottom = min(round(x1), width), min(round(y1), height)
+        inside = FaceBox(left, top, max(right - left, 0), max(bottom - top, 0))
+        if inside.w > 0 and inside.h > 0 and inside.area >= 0.5 * (x1 - x0) * (y1 - y0):
+            boxes.append(inside)
+    return boxes
 
 
 def _detect_padded(gray: np.ndarray) -> list[FaceBox]:
@@ -271,22 +276,14 @@ def _detect_padded(gray: np.ndarray) -> list[FaceBox]:
 
     height, width = gray.shape
     pad = PAD_FRACTION * max(height, width)
-    scale = min(DETECT_SIDE / (max(height, width) + 2 * pad), 4.0)
-    small_w, small_h = max(1, round(width * scale)), max(1, round(height * scale))
-    interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
-    small = cv2.resize(gray, (small_w, small_h), interpolation=interpolation)
-    border = max(1, round(pad * scale))
+    small, sx, sy = scaled(gray, min(DETECT_SIDE / (max(height, width) + 2 * pad), 4.0))
+    border = max(1, round(pad * sx))
     padded = cv2.copyMakeBorder(small, border, border, border, border, cv2.BORDER_CONSTANT, value=int(gray.mean()))
-    sx, sy = small_w / width, small_h / height
-    boxes = []
-    for box in _detect_at(padded, max(padded.shape)):  # already at the scan size
-        x0, y0 = (box.x - border) / sx, (box.y - border) / sy
-        x1, y1 = (box.x + box.w - border) / sx, (box.y + box.h - border) / sy
-        inside = _clipped((x0, y0, x1, y1), width, height)
-        # Keep faces mostly inside the real frame, not ones the border made up.
-        if inside.w > 0 and inside.h > 0 and inside.area >= 0.5 * (x1 - x0) * (y1 - y0):
-            boxes.append(inside)
-    return boxes
+    corners = [
+        ((b.x - border) / sx, (b.y - border) / sy, (b.x + b.w - border) / sx, (b.y + b.h - border) / sy)
+        for b in _detect_at(padded, max(padded.shape))  # already at the scan size
+    ]
+    return _mostly_inside(corners, width, height)
 
 
 # -- cropping and normalisation --------------------------------------------------------------
